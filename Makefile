@@ -1,0 +1,44 @@
+# The commands a user types (DESIGN §2). Each one creates .venv first when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export KEDRO_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+
+.PHONY: run test serve viz bench watch constraints clean
+
+$(BIN)/kedro: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(BIN)/kedro
+
+run: $(BIN)/kedro
+	$(BIN)/kedro run --pipeline ingest_raw
+	$(BIN)/kedro run --pipeline retrain
+	$(BIN)/churn-registry status
+
+test: $(BIN)/kedro
+	$(BIN)/python -m pytest
+
+serve: $(BIN)/kedro
+	$(BIN)/python -m churn_kedro.serving --host 127.0.0.1 --port 8080
+
+viz: $(BIN)/kedro
+	$(BIN)/kedro viz run --no-browser --host 127.0.0.1 --port 4141
+
+bench: $(BIN)/kedro
+	$(BIN)/python benchmarks/run_all.py
+
+watch: $(BIN)/kedro
+	$(BIN)/kedro watch
+
+constraints: $(BIN)/kedro
+	{ echo "# Every package of the dev environment, pinned (pip install -c constraints.txt). Regenerate: make constraints"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -vE '^(pip|setuptools|wheel)=='; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) data/churn.db data/06_models/registry data/08_reporting/*.json

@@ -1,0 +1,305 @@
+"""The data contract (DESIGN §3), built from the ``schema`` parameters.
+
+This is the one definition of the rules. ``data_processing`` and both ingestion
+pipelines validate with :func:`validate_frame`; the model card carries
+:meth:`Schema.to_dict` so that serving checks requests against the same rules.
+
+Why not pandera: we need, for every rejected row, one readable reason that
+names each broken field, in a single vectorised pass over million-row chunks,
+and the same rules in the slim serving image. A dozen pandas masks do that in
+a fraction of the time and code a lazy pandera validation plus failure-case
+regrouping would take.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROW_NUMBER = "row_number"
+REASON = "reason"
+RECORD = "record"
+_QUARANTINE_COLUMNS = [ROW_NUMBER, REASON, RECORD]
+
+
+class SnapshotError(ValueError):
+    """A file that breaks the contract as a whole: nothing of it may be used."""
+
+    def __init__(self, source: str, problem: str):
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class NumericRule:
+    """A numeric feature: optional inclusive (min/max) and exclusive (gt/lt) bounds."""
+
+    name: str
+    min: float | None = None
+    max: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+    integer: bool = False
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class CategoricalRule:
+    """A categorical feature; ``values`` None means any string is accepted."""
+
+    name: str
+    values: tuple[str, ...] | None = None
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Schema:
+    id_column: str
+    target: str
+    positive_label: str
+    negative_label: str
+    numeric: tuple[NumericRule, ...] = field(default_factory=tuple)
+    categorical: tuple[CategoricalRule, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Schema:
+        """Build the schema from the ``schema`` parameters (see conf/base/parameters.yml)."""
+        try:
+            target = params["target"]
+            numeric = tuple(
+                NumericRule(name=str(name), **(rule or {}))
+                for name, rule in (params.get("numeric_features") or {}).items()
+            )
+            categorical = tuple(
+                CategoricalRule(
+                    name=str(name),
+                    values=None if (rule or {}).get("values") is None
+                    else tuple(str(v) for v in rule["values"]),
+                    nullable=(rule or {}).get("nullable", True),
+                )
+                for name, rule in (params.get("categorical_features") or {}).items()
+            )
+            schema = cls(
+                id_column=str(params["id_column"]),
+                target=str(target["column"]),
+                positive_label=_label_text(target["positive"]),
+                negative_label=_label_text(target["negative"]),
+                numeric=numeric,
+                categorical=categorical,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"schema parameters are incomplete or malformed: {exc!r}") from exc
+        if not schema.features:
+            raise ValueError("schema parameters name no features")
+        return schema
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters form again, JSON-serialisable (stored in the model card)."""
+        return {
+            "id_column": self.id_column,
+            "target": {
+                "column": self.target,
+                "positive": self.positive_label,
+                "negative": self.negative_label,
+            },
+            "numeric_features": {
+                r.name: {k: v for k, v in asdict(r).items() if k != "name" and v is not None}
+                for r in self.numeric
+            },
+            "categorical_features": {
+                r.name: {
+                    **({"values": list(r.values)} if r.values is not None else {}),
+                    "nullable": r.nullable,
+                }
+                for r in self.categorical
+            },
+        }
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [r.name for r in self.numeric]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [r.name for r in self.categorical]
+
+    @property
+    def features(self) -> list[str]:
+        return self.numeric_features + self.categorical_features
+
+    def required_columns(self, labelled: bool = True) -> list[str]:
+        return [self.id_column, *self.features, *([self.target] if labelled else [])]
+
+
+def _label_text(value: Any) -> str:
+    """Labels compare as text; 1, 1.0 and "1" are the same label."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
+
+
+def check_columns(columns: list[str], schema: Schema, source: str, labelled: bool = True) -> None:
+    """Fail on a file-level breach: required columns missing (the usual sign of a
+    wrong delimiter or a file that is not a CSV at all)."""
+    present = {str(c).strip() for c in columns}
+    missing = [c for c in schema.required_columns(labelled) if c not in present]
+    if not missing:
+        return
+    problem = f"missing required column(s) {', '.join(missing)}"
+    if len(present) == 1:
+        header = next(iter(present))
+        delimiter = next((d for d in ";\t|" if d in header), None)
+        hint = f"a '{delimiter}'-delimited file" if delimiter else "not a comma-separated CSV"
+        problem += f"; the header has a single column {header[:80]!r}: {hint}?"
+    raise SnapshotError(source, problem)
+
+
+@dataclass
+class ValidationResult:
+    valid: pd.DataFrame  # typed rows that pass every rule, contract columns only
+    rejected: pd.DataFrame  # row_number, reason, record (the raw row as JSON)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        reasons = self.rejected[REASON].str.split("; ").explode()
+        fields = reasons.str.split(":").str[0] if len(reasons) else reasons
+        return {
+            "rows_valid": int(len(self.valid)),
+            "rows_rejected": int(len(self.rejected)),
+            "rejected_by_field": {str(k): int(v) for k, v in fields.value_counts().items()},
+        }
+
+
+def validate_frame(
+    raw: pd.DataFrame,
+    schema: Schema,
+    source: str,
+    labelled: bool = True,
+    first_row_number: int = 1,
+    duplicates: bool = True,
+) -> ValidationResult:
+    """Split raw text rows into typed valid rows and rejected rows with reasons.
+
+    ``raw`` holds the file's cells as read (text or missing). Row numbers count
+    data rows from 1 (the header is not a row); ``first_row_number`` lets a
+    chunked reader keep the file's numbering. With ``duplicates`` an exact
+    repeat of an earlier row is rejected as a duplicate of it, and an id that
+    appears with different contents is rejected on every row that carries it.
+    """
+    raw = raw.rename(columns=lambda c: str(c).strip())
+    check_columns(list(raw.columns), schema, source, labelled)
+    raw = raw[schema.required_columns(labelled)].reset_index(drop=True)
+    problems: list[pd.Series] = []  # one Series of messages per failing check, aligned on rows
+    typed: dict[str, pd.Series] = {}
+
+    def fail(mask: pd.Series | np.ndarray, message: pd.Series | str) -> None:
+        mask = pd.Series(np.asarray(mask, dtype=bool), index=raw.index)
+        if mask.any():
+            problems.append(pd.Series(message, index=raw.index)[mask])
+
+    def text(column: str) -> pd.Series:
+        values = raw[column].astype("string").str.strip()
+        return values.mask(values == "")
+
+    ids = text(schema.id_column)
+    fail(ids.isna(), f"{schema.id_column}: missing")
+    typed[schema.id_column] = ids
+
+    for rule in schema.numeric:
+        cells = text(rule.name)
+        numbers = pd.to_numeric(cells, errors="coerce").astype("float64")
+        shown = cells.fillna("")
+        fail(cells.notna() & numbers.isna(), rule.name + ": '" + shown + "' is not a number")
+        fail(np.isinf(numbers), rule.name + ": '" + shown + "' is not finite")
+        if not rule.nullable:
+            fail(cells.isna(), f"{rule.name}: missing")
+        if rule.integer:
+            fail(numbers.notna() & (numbers % 1 != 0), rule.name + ": " + shown + " is not a whole number")
+        for bound, bad, words in (
+            (rule.min, lambda b: numbers < b, "below the minimum"),
+            (rule.max, lambda b: numbers > b, "above the maximum"),
+            (rule.gt, lambda b: numbers <= b, "not greater than"),
+            (rule.lt, lambda b: numbers >= b, "not less than"),
+        ):
+            if bound is not None:
+                fail(bad(bound), rule.name + ": " + shown + f" is {words} {bound:g}")
+        typed[rule.name] = numbers
+
+    for rule in schema.categorical:
+        cells = text(rule.name)
+        if not rule.nullable:
+            fail(cells.isna(), f"{rule.name}: missing")
+        if rule.values is not None:
+            allowed = ", ".join(rule.values)
+            fail(
+                cells.notna() & ~cells.isin(rule.values),
+                rule.name + ": '" + cells.fillna("") + f"' is not one of {allowed}",
+            )
+        typed[rule.name] = cells.astype(object).where(cells.notna(), None)
+
+    if labelled:
+        labels = text(schema.target)
+        normalised = labels.map(_label_text, na_action="ignore")
+        fail(labels.isna(), f"{schema.target}: missing")
+        unknown = labels.notna() & ~normalised.isin([schema.positive_label, schema.negative_label])
+        fail(
+            unknown,
+            schema.target + ": '" + labels.fillna("")
+            + f"' is not one of {schema.positive_label}, {schema.negative_label}",
+        )
+        typed[schema.target] = (normalised == schema.positive_label).astype("int64")
+
+    if duplicates:
+        _reject_duplicates(raw, ids, first_row_number, schema.id_column, fail)
+
+    reasons = (
+        pd.concat(problems).groupby(level=0).agg("; ".join)
+        if problems
+        else pd.Series(dtype="string")
+    )
+    bad = raw.index.isin(reasons.index)
+    valid = pd.DataFrame(typed)[~bad].reset_index(drop=True)
+    rejected = pd.DataFrame(
+        {
+            ROW_NUMBER: (reasons.index + first_row_number).astype("int64"),
+            REASON: reasons.astype(str).to_numpy(),
+            RECORD: [
+                json.dumps(row, default=str)
+                for row in raw.loc[reasons.index].astype(object)
+                .where(raw.loc[reasons.index].notna(), None)
+                .to_dict("records")
+            ],
+        },
+        columns=_QUARANTINE_COLUMNS,
+    )
+    return ValidationResult(valid=valid, rejected=rejected)
+
+
+def _reject_duplicates(raw, ids, first_row_number, id_column, fail) -> None:
+    repeated = raw.duplicated(keep="first")
+    if repeated.any():
+        group = raw.groupby(list(raw.columns), dropna=False, sort=False).ngroup()
+        first_row = pd.Series(raw.index, index=raw.index).groupby(group).transform("min")
+        fail(repeated, "duplicate of row " + (first_row + first_row_number).astype(str))
+    distinct_ids = ids[~repeated]
+    conflicting = distinct_ids.notna() & distinct_ids.duplicated(keep=False)
+    fail(
+        conflicting.reindex(raw.index, fill_value=False),
+        f"{id_column}: '" + ids.fillna("") + "' appears on several rows with different values",
+    )
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A content hash of a frame (order-sensitive), recorded in the model card."""
+    row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(row_hashes.tobytes()).hexdigest()[:16]
