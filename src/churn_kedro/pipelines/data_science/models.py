@@ -1,0 +1,120 @@
+"""The model families: each builds a whole scikit-learn Pipeline (preprocessing + estimator).
+
+Preprocessing lives inside the Pipeline, so it is fitted on the training rows only and
+training and serving cannot disagree. Models take a frame of the schema's features:
+numeric columns as floats (NaN for missing), categoricals as strings (None for missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+MISSING_CATEGORY = "__missing__"
+
+
+def _as_text(frame):
+    # CatBoost wants its categorical columns as strings, never None.
+    return frame.astype(str)
+
+
+def _preprocess(numeric: list[str], categorical: list[str], scale: bool) -> ColumnTransformer:
+    numeric_steps = [SimpleImputer(strategy="median", add_indicator=True)]
+    if scale:
+        numeric_steps.append(StandardScaler())
+    return ColumnTransformer(
+        [
+            ("numeric", make_pipeline(*numeric_steps), numeric),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY),
+                    # An unseen category encodes as all zeros: the model's 'other'.
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                categorical,
+            ),
+        ]
+    )
+
+
+def logistic_regression(
+    numeric: list[str], categorical: list[str], params: dict[str, Any], seed: int, class_weight
+) -> Pipeline:
+    return Pipeline(
+        [
+            ("preprocess", _preprocess(numeric, categorical, scale=True)),
+            (
+                "model",
+                LogisticRegression(max_iter=2000, class_weight=class_weight, random_state=seed, **params),
+            ),
+        ]
+    )
+
+
+def random_forest(
+    numeric: list[str], categorical: list[str], params: dict[str, Any], seed: int, class_weight
+) -> Pipeline:
+    weight = "balanced_subsample" if class_weight == "balanced" else class_weight
+    return Pipeline(
+        [
+            ("preprocess", _preprocess(numeric, categorical, scale=False)),
+            (
+                "model",
+                RandomForestClassifier(class_weight=weight, random_state=seed, n_jobs=-1, **params),
+            ),
+        ]
+    )
+
+
+def catboost(
+    numeric: list[str], categorical: list[str], params: dict[str, Any], seed: int, class_weight
+) -> Pipeline:
+    from catboost import CatBoostClassifier
+
+    # CatBoost handles missing numbers and categories natively: no imputation, no encoding.
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", "passthrough", numeric),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY),
+                    FunctionTransformer(_as_text, feature_names_out="one-to-one"),
+                ),
+                categorical,
+            ),
+        ],
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+    return Pipeline(
+        [
+            ("preprocess", preprocess),
+            (
+                "model",
+                CatBoostClassifier(
+                    cat_features=list(categorical),
+                    auto_class_weights="Balanced" if class_weight == "balanced" else None,
+                    random_seed=seed,
+                    thread_count=-1,
+                    verbose=False,
+                    allow_writing_files=False,
+                    **params,
+                ),
+            ),
+        ]
+    )
+
+
+FAMILIES: dict[str, Callable[..., Pipeline]] = {
+    "logistic_regression": logistic_regression,
+    "random_forest": random_forest,
+    "catboost": catboost,
+}
