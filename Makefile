@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
+# Kedro 1.7 warns about its own internals on every run; keep the output readable.
+export PYTHONWARNINGS := ignore::DeprecationWarning,ignore:register_new_resolver:UserWarning
 
 .PHONY: run test serve viz bench watch constraints clean
 

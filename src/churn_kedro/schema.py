@@ -290,7 +290,7 @@ def _reject_duplicates(raw, ids, first_row_number, id_column, fail) -> None:
     if repeated.any():
         group = raw.groupby(list(raw.columns), dropna=False, sort=False).ngroup()
         first_row = pd.Series(raw.index, index=raw.index).groupby(group).transform("min")
-        fail(repeated, "duplicate of row " + (first_row + first_row_number).astype(str))
+        fail(repeated, "duplicate: repeats row " + (first_row + first_row_number).astype(str))
     distinct_ids = ids[~repeated]
     conflicting = distinct_ids.notna() & distinct_ids.duplicated(keep=False)
     fail(

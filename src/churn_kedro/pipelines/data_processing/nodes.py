@@ -1,0 +1,93 @@
+"""Nodes of the data_processing pipeline."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+from pandas.errors import EmptyDataError, ParserError
+from sklearn.model_selection import train_test_split
+
+from churn_kedro.schema import Schema, SnapshotError, fingerprint, validate_frame
+
+logger = logging.getLogger(__name__)
+
+SPLIT = "split"
+
+
+def select_latest_snapshot(
+    raw_snapshots: dict[str, Callable[[], pd.DataFrame]], snapshot_pattern: str
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Load the newest raw snapshot: names sort by the timestamp they carry."""
+    pattern = re.compile(snapshot_pattern)
+    named = {
+        match.group(1): name
+        for name in raw_snapshots
+        if (match := pattern.match(name.rsplit("/", 1)[-1])) and "/" not in name
+    }
+    if not named:
+        raise SnapshotError(
+            "raw snapshots", f"no file name matches {snapshot_pattern!r} among {sorted(raw_snapshots)[:5]}"
+        )
+    timestamp = max(named)
+    name = named[timestamp]
+    try:
+        raw = raw_snapshots[name]()
+    except EmptyDataError as exc:
+        raise SnapshotError(name, "the file is empty") from exc
+    except UnicodeDecodeError as exc:
+        raise SnapshotError(name, f"not a UTF-8 text CSV ({exc.reason} at byte {exc.start})") from exc
+    except ParserError as exc:
+        raise SnapshotError(name, f"not a well-formed CSV: {exc}") from exc
+    logger.info("Latest raw snapshot: %s (%d rows)", name, len(raw))
+    return raw, {"source_file": name, "timestamp": timestamp}
+
+
+def validate_snapshot(
+    raw: pd.DataFrame, snapshot: dict[str, Any], schema_params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Keep rows that pass the contract; report the others with their reasons.
+
+    A file-level breach (missing column, no rows) stops the run: nothing of the file is used.
+    """
+    schema = Schema.from_params(schema_params)
+    source = snapshot["source_file"]
+    result = validate_frame(raw, schema, source)
+    if result.valid.empty:
+        problem = "has no data rows" if raw.empty else "has no valid rows"
+        raise SnapshotError(source, f"{problem} ({len(result.rejected)} rejected)")
+    if result.valid[schema.target].nunique() < 2:
+        raise SnapshotError(source, f"the valid rows hold a single {schema.target} class")
+    summary = {"source_file": source, "rows_read": len(raw), **result.summary}
+    if len(result.rejected):
+        logger.warning(
+            "%s: %d of %d rows rejected, by field: %s",
+            source, len(result.rejected), len(raw), summary["rejected_by_field"],
+        )
+    quarantine = result.rejected.assign(source_file=source)
+    return result.valid, quarantine, summary
+
+
+def split_train_holdout(
+    rows: pd.DataFrame, snapshot: dict[str, Any], schema_params: dict[str, Any], params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Stratified train/holdout split; also the processed snapshot (both splits, a `split`
+    column, named after the raw snapshot) that the ingest_processed job loads."""
+    target = Schema.from_params(schema_params).target
+    train, holdout = train_test_split(
+        rows,
+        test_size=params["holdout_fraction"],
+        stratify=rows[target],
+        random_state=params["random_state"],
+    )
+    train = train.sort_index().reset_index(drop=True)
+    holdout = holdout.sort_index().reset_index(drop=True)
+    processed = pd.concat([train.assign(**{SPLIT: "train"}), holdout.assign(**{SPLIT: "holdout"})])
+    logger.info(
+        "Split %s: %d train / %d holdout rows, fingerprint %s",
+        snapshot["source_file"], len(train), len(holdout), fingerprint(processed),
+    )
+    return train, holdout, {snapshot["source_file"]: processed}

@@ -1,0 +1,66 @@
+"""The evaluation report: ROC, precision-recall, calibration and cumulative gains/lift
+plots of the challenger (and the champion, when it could score) on the holdout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and in Glue
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+
+def _curves(scores: dict[str, Any], decision: dict[str, Any]) -> dict[str, np.ndarray]:
+    curves = {f"challenger ({decision['challenger_family']})": scores["candidates"][decision["challenger_family"]]}
+    if "probability" in scores["champion"]:
+        curves[f"champion ({scores['champion']['version']})"] = scores["champion"]["probability"]
+    return curves
+
+
+def _gains(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-p, kind="stable")
+    share = np.arange(1, len(y) + 1) / len(y)
+    return share, np.cumsum(y[order]) / max(y.sum(), 1)
+
+
+def plot_evaluation(
+    scores: dict[str, Any], decision: dict[str, Any], params: dict[str, Any]
+) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    y = scores["y"]
+    curves = _curves(scores, decision)
+    figures = {name: plt.subplots(figsize=(5.5, 4.5)) for name in ("roc", "pr", "calibration", "gains")}
+
+    for label, p in curves.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        figures["roc"][1].plot(fpr, tpr, label=label)
+        precision, recall, _ = precision_recall_curve(y, p)
+        figures["pr"][1].plot(recall, precision, label=label)
+        observed, predicted = calibration_curve(y, p, n_bins=params["calibration_bins"], strategy="quantile")
+        figures["calibration"][1].plot(predicted, observed, marker="o", label=label)
+        share, gain = _gains(y, p)
+        figures["gains"][1].plot(share, gain, label=f"{label} gains")
+        figures["gains"][1].plot(share, gain / share, linestyle="--", label=f"{label} lift")
+
+    ax = figures["roc"][1]
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC on the holdout")
+    ax = figures["pr"][1]
+    ax.axhline(y.mean(), linestyle=":", color="grey")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall on the holdout")
+    ax = figures["calibration"][1]
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="mean predicted probability", ylabel="observed churn rate", title="Calibration")
+    ax = figures["gains"][1]
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="share of customers contacted (by score)", ylabel="share of churners reached / lift",
+           title="Cumulative gains and lift")
+    for figure, axes in figures.values():
+        axes.legend(fontsize="small")
+        figure.tight_layout()
+
+    metrics = {k: v for k, v in decision.items()}
+    return (figures["roc"][0], figures["pr"][0], figures["calibration"][0], figures["gains"][0], metrics)
