@@ -20,7 +20,7 @@ venv: $(BIN)/kedro
 
 run: $(BIN)/kedro
 	$(BIN)/kedro run --pipeline ingest_raw
-	$(BIN)/kedro run --pipeline retrain
+	$(BIN)/kedro run --pipeline retrain $(RETRAIN_ARGS)
 	$(BIN)/churn-registry status
 
 test: $(BIN)/kedro

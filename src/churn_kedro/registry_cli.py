@@ -1,0 +1,111 @@
+"""churn-registry: look into the model registry, promote a version, roll back.
+
+    churn-registry status                 the champion and the last run's decision
+    churn-registry list                   every version, the champion marked
+    churn-registry show VERSION           a version's card (JSON)
+    churn-registry promote VERSION        make VERSION the champion
+    churn-registry rollback               restore the champion before the current one
+
+The registry is --registry PATH|s3://..., else $CHURN_REGISTRY, else the `model_registry`
+path of the Kedro environment given by --env (default: local, i.e. data/06_models/registry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from churn_kedro.registry import ModelRegistry, RegistryError
+
+
+def _registry_from_conf(env: str | None) -> str:
+    import warnings
+
+    from kedro.config import OmegaConfigLoader
+
+    warnings.filterwarnings("ignore", message="register_new_resolver")
+
+    from churn_kedro.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(conf_source="conf", env=env, **CONFIG_LOADER_ARGS)
+    return loader["catalog"]["model_registry"]["path"]
+
+
+def _status(registry: ModelRegistry) -> str:
+    lines = []
+    champion = registry.champion()
+    if champion is None:
+        lines.append(f"No champion in {registry.url} yet.")
+    else:
+        card = registry.card(champion["version"])
+        m = card["metrics"]
+        low, high = m["roc_auc_ci"]
+        lines += [
+            f"Champion: {champion['version']} ({card['family']}), since {champion['promoted_at']}",
+            f"  holdout ROC-AUC {m['roc_auc']:.4f} (CI {low:.4f}-{high:.4f}), Brier {m['brier']:.4f}, "
+            f"average precision {m['average_precision']:.4f}, threshold {card['threshold']:.3f}",
+            f"  trained on {card['data']['training_rows']} rows of {card['data']['source_file']}",
+        ]
+    runs = registry.benchmarks()
+    if len(runs):
+        last = runs[runs["run_at"] == runs["run_at"].iloc[-1]]
+        lines.append(f"Last run {last['run_at'].iloc[0]} on {last['snapshot'].iloc[0]}:")
+        for row in last.itertuples():
+            cv = "" if row.cv_roc_auc != row.cv_roc_auc else f"CV {row.cv_roc_auc:.4f}  "
+            lines.append(
+                f"  {row.model:<20} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}  {row.decision}"
+            )
+        challenger = last[last["role"] == "challenger"]
+        if len(challenger):
+            lines.append(f"Decision: {challenger['reason'].iloc[0]}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="churn-registry", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--registry", help="registry folder or s3:// prefix")
+    parser.add_argument("--env", help="Kedro environment whose catalog names the registry")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("status", help="the champion and the last run's decision")
+    commands.add_parser("list", help="every version, the champion marked with *")
+    show = commands.add_parser("show", help="a version's card")
+    show.add_argument("version")
+    promote = commands.add_parser("promote", help="make a version the champion")
+    promote.add_argument("version")
+    promote.add_argument("--reason", default="manual promotion")
+    rollback = commands.add_parser("rollback", help="restore the previous champion")
+    rollback.add_argument("--reason", default="manual rollback")
+    args = parser.parse_args(argv)
+
+    location = args.registry or os.environ.get("CHURN_REGISTRY") or _registry_from_conf(args.env)
+    registry = ModelRegistry(location)
+    try:
+        if args.command == "status":
+            print(_status(registry))
+        elif args.command == "list":
+            champion = registry.champion()
+            current = champion["version"] if champion else None
+            for version in registry.versions():
+                card = registry.card(version)
+                mark = "*" if version == current else " "
+                print(f"{mark} {version}  {card['family']:<20} "
+                      f"holdout ROC-AUC {card['metrics']['roc_auc']:.4f}  {card['created_at']}")
+        elif args.command == "show":
+            print(json.dumps(registry.card(args.version), indent=2))
+        elif args.command == "promote":
+            doc = registry.promote(args.version, args.reason)
+            print(f"champion is now {doc['version']}")
+        elif args.command == "rollback":
+            doc = registry.rollback(args.reason)
+            print(f"champion is now {doc['version']} ({doc['reason']})")
+    except RegistryError as exc:
+        print(f"churn-registry: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
