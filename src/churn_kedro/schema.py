@@ -148,6 +148,23 @@ def _label_text(value: Any) -> str:
     return str(int(number)) if number.is_integer() else text
 
 
+def describe_read_error(exc: BaseException) -> str:
+    """What went wrong when a file could not be parsed as a CSV at all, in plain words.
+    Looks through wrapping errors (Kedro's DatasetError keeps the parser's as its cause)."""
+    from pandas.errors import EmptyDataError, ParserError
+
+    error: BaseException | None = exc
+    while error is not None:
+        if isinstance(error, EmptyDataError):
+            return "the file is empty"
+        if isinstance(error, UnicodeDecodeError):
+            return f"not a UTF-8 text CSV ({error.reason} at byte {error.start})"
+        if isinstance(error, ParserError):
+            return f"not a well-formed CSV: {str(error).strip()}"
+        error = error.__cause__ or error.__context__
+    return str(exc).strip().splitlines()[-1]
+
+
 def check_columns(columns: list[str], schema: Schema, source: str, labelled: bool = True) -> None:
     """Fail on a file-level breach: required columns missing (the usual sign of a
     wrong delimiter or a file that is not a CSV at all)."""

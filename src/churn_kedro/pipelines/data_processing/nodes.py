@@ -8,10 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
-from pandas.errors import EmptyDataError, ParserError
 from sklearn.model_selection import train_test_split
 
-from churn_kedro.schema import Schema, SnapshotError, fingerprint, validate_frame
+from churn_kedro.schema import Schema, SnapshotError, describe_read_error, fingerprint, validate_frame
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +35,8 @@ def select_latest_snapshot(
     name = named[timestamp]
     try:
         raw = raw_snapshots[name]()
-    except EmptyDataError as exc:
-        raise SnapshotError(name, "the file is empty") from exc
-    except UnicodeDecodeError as exc:
-        raise SnapshotError(name, f"not a UTF-8 text CSV ({exc.reason} at byte {exc.start})") from exc
-    except ParserError as exc:
-        raise SnapshotError(name, f"not a well-formed CSV: {exc}") from exc
+    except Exception as exc:  # the parser's error, wrapped by the dataset
+        raise SnapshotError(name, describe_read_error(exc)) from exc
     logger.info("Latest raw snapshot: %s (%d rows)", name, len(raw))
     return raw, {"source_file": name, "timestamp": timestamp}
 

@@ -1,0 +1,171 @@
+"""The retrain loop end to end, run as a user runs it, on generated snapshots."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+from kedro_project import BIN, FAST_RETRAIN, REPO, env, generate, make_project, retrain, run
+
+pytestmark = pytest.mark.slow
+
+STAMP = "2026-11-01_06-00-00"
+SNAPSHOT = f"insurance_data_{STAMP}"
+
+
+def registry_state(project):
+    root = project / "data/06_models/registry"
+    champion = root / "champion.json"
+    return (
+        json.loads(champion.read_text()) if champion.exists() else None,
+        sorted(p.name for p in (root / "versions").iterdir()) if (root / "versions").exists() else [],
+        pd.read_csv(root / "benchmarks.csv") if (root / "benchmarks.csv").exists() else pd.DataFrame(),
+    )
+
+
+@pytest.fixture(scope="module")
+def twice(tmp_path_factory):
+    """`make run` twice on the same snapshot (ingestion, then retrain, then the status)."""
+    project = make_project(tmp_path_factory.mktemp("twice"))
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "constraints.txt"):
+        shutil.copy2(REPO / name, project / name)
+    generate(project, "--rows", "4000", "--seed", "11", "--timestamp", STAMP)
+    venv = BIN.parent
+    # -o: the venv is the one running these tests; never rebuild it from the copy
+    make = ["make", "-o", f"{venv}/bin/kedro", "run", f"VENV={venv}", f"RETRAIN_ARGS=--params {FAST_RETRAIN}"]
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(make, cwd=project, env=env(), capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+        outputs.append(done.stdout)
+    return project, outputs
+
+
+def test_first_run_promotes_second_keeps_the_equivalent_champion(twice):
+    project, (first, second) = twice
+    champion, versions, benchmarks = registry_state(project)
+    assert len(versions) == 2
+    assert champion["version"] == versions[0]
+    assert "Decision: promoted: no champion yet" in first
+    assert f"Champion: {versions[0]}" in second
+    assert "Decision: not promoted:" in second
+    assert "less than the minimum" in second
+    challengers = benchmarks[benchmarks["role"] == "challenger"]
+    assert challengers["decision"].tolist() == ["promoted", "rejected"]
+    assert challengers["version"].tolist() == versions
+    # every family has a row per run, and the champion a row in the second run
+    assert sorted(benchmarks["model"].unique()) == ["catboost", "champion", "logistic_regression", "random_forest"]
+
+
+def test_run_outputs(twice):
+    project, _ = twice
+    processed = pd.read_csv(project / f"data/03_primary/processed/{SNAPSHOT}.csv")
+    assert set(processed["split"]) == {"train", "holdout"}
+    assert processed["churn"].isin([0, 1]).all()
+    holdout_share = (processed["split"] == "holdout").mean()
+    assert holdout_share == pytest.approx(0.2, abs=0.01)
+    by_split = processed.groupby("split")["churn"].mean()
+    assert by_split["train"] == pytest.approx(by_split["holdout"], abs=0.02)  # stratified
+
+    report = json.loads((project / "data/08_reporting/validation_report.json").read_text())
+    quarantine = pd.read_csv(project / "data/02_intermediate/quarantine_latest.csv")
+    assert report["rows_rejected"] == len(quarantine) > 0
+    raw_rows = len(pd.read_csv(project / f"data/01_raw/{SNAPSHOT}.csv", dtype=str))
+    assert report["rows_valid"] + report["rows_rejected"] == report["rows_read"] == raw_rows
+    assert report["rows_valid"] == len(processed)
+    assert quarantine["reason"].str.contains(":").all()
+
+    for plot in ("roc", "pr", "calibration", "gains"):
+        assert (project / f"data/08_reporting/{plot}.png").stat().st_size > 10_000
+    metrics = json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
+    assert metrics["promote"] is False and "roc_auc_delta" in metrics
+
+    champion, versions, _ = registry_state(project)
+    card = json.loads((project / f"data/06_models/registry/versions/{versions[0]}/card.json").read_text())
+    for key in ("metrics", "params", "threshold", "schema", "features", "data", "code_version", "created_at", "cv"):
+        assert key in card
+    low, high = card["metrics"]["roc_auc_ci"]
+    assert low < card["metrics"]["roc_auc"] < high
+    assert card["data"]["training_rows"] + card["data"]["holdout_rows"] == len(processed)
+    assert card["data"]["source_file"] == SNAPSHOT
+
+
+def test_champion_that_cannot_score_counts_as_absent(twice, tmp_path):
+    project = tmp_path / "changed"
+    shutil.copytree(twice[0], project)
+    params_file = project / "conf/base/parameters.yml"
+    params = yaml.safe_load(params_file.read_text())
+    del params["schema"]["numeric_features"]["claims_count"]
+    params_file.write_text(yaml.safe_dump(params))
+    old_champion = registry_state(project)[0]["version"]
+
+    retrain(project)
+    champion, versions, benchmarks = registry_state(project)
+    reason = benchmarks[benchmarks["role"] == "challenger"]["reason"].iloc[-1]
+    assert f"champion {old_champion} needs feature(s) no longer in the data: claims_count" in reason
+    assert "treated as absent" in reason
+    assert champion["version"] == versions[-1] != old_champion
+    assert champion["history"][0]["version"] == old_champion
+
+
+def test_labels_that_are_noise_are_not_promoted(tmp_path):
+    project = make_project(tmp_path)
+    generate(project, "--rows", "3000", "--seed", "5", "--timestamp", STAMP, "--noise-labels")
+    retrain(project)
+    champion, versions, benchmarks = registry_state(project)
+    assert champion is None and len(versions) == 1
+    reason = benchmarks[benchmarks["role"] == "challenger"]["reason"].iloc[0]
+    assert reason.startswith("not promoted:") and "below the floor" in reason and "chance" in reason
+    status = run(project, "churn-registry", "status").stdout
+    assert "No champion" in status and "not promoted" in status
+
+
+def test_the_newest_snapshot_is_used(tmp_path):
+    project = make_project(tmp_path)
+    generate(project, "--rows", "300", "--seed", "1", "--timestamp", "2026-10-01_00-00-00")
+    generate(project, "--rows", "2000", "--seed", "2", "--timestamp", "2026-11-02_00-00-00")
+    run(project, "kedro", "run", "--pipelines", "data_processing")
+    assert [p.name for p in (project / "data/03_primary/processed").glob("*.csv")] == [
+        "insurance_data_2026-11-02_00-00-00.csv"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "the file is empty"),
+        (b"customer_id,age,annual_premium,policy_type,claims_count,churn\n", "has no data rows"),
+        (b"customer_id,age,policy_type,churn\n1,30,auto,0\n", "missing required column(s) annual_premium, claims_count"),
+        (b"customer_id;age;annual_premium;policy_type;claims_count;churn\n1;30;9;auto;0;0\n", "';'-delimited"),
+        (bytes(range(256)) * 40, "not a"),
+    ],
+    ids=["empty", "header-only", "missing-columns", "semicolons", "binary"],
+)
+def test_a_broken_file_stops_the_run_and_writes_nothing(tmp_path, content, problem):
+    project = make_project(tmp_path)
+    (project / f"data/01_raw/{SNAPSHOT}.csv").write_bytes(content)
+    result = run(project, "kedro", "run", "--pipelines", "retrain", check=False)
+    assert result.returncode != 0
+    assert SNAPSHOT in result.stderr and problem in result.stderr
+    assert not (project / "data/03_primary/processed").exists()
+    assert not (project / "data/06_models/registry").exists()
+
+
+def test_another_dataset_is_configuration_only(tmp_path):
+    """The telco environment: other columns, string labels, more categoricals."""
+    project = make_project(tmp_path)
+    telco = yaml.safe_load((project / "conf/telco/globals.yml").read_text())["paths"]
+    generate(project, "--dataset", "telco", "--rows", "3000", "--seed", "4", "--timestamp", STAMP,
+             out=telco["raw"])
+    retrain(project, "--env", "telco")
+    registry = project / telco["registry"]
+    champion = json.loads((registry / "champion.json").read_text())
+    card = json.loads((registry / "versions" / champion["version"] / "card.json").read_text())
+    assert card["schema"]["target"]["positive"] == "Yes"
+    schema = yaml.safe_load((project / "conf/telco/parameters.yml").read_text())["schema"]
+    assert card["features"] == [*schema["numeric_features"], *schema["categorical_features"]]
+    assert card["metrics"]["roc_auc"] > 0.7
