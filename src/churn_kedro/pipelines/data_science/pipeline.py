@@ -1,4 +1,4 @@
-from functools import partial
+from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
 
@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     # spaces are parameters), then the choice between them.
     tune_nodes = [
         Node(
-            partial(tune_model_family, family=family),
+            update_wrapper(partial(tune_model_family, family=family), tune_model_family),
             inputs=[
                 "train_set",
                 "params:schema",
