@@ -32,7 +32,8 @@ def plot_evaluation(
 ) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
     y = scores["y"]
     curves = _curves(scores, decision)
-    figures = {name: plt.subplots(figsize=(5.5, 4.5)) for name in ("roc", "pr", "calibration", "gains")}
+    figures = {name: plt.subplots(figsize=(5.5, 4.5)) for name in ("roc", "pr", "calibration")}
+    gains_figure, (gains_ax, lift_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
 
     for label, p in curves.items():
         fpr, tpr, _ = roc_curve(y, p)
@@ -42,8 +43,8 @@ def plot_evaluation(
         observed, predicted = calibration_curve(y, p, n_bins=params["calibration_bins"], strategy="quantile")
         figures["calibration"][1].plot(predicted, observed, marker="o", label=label)
         share, gain = _gains(y, p)
-        figures["gains"][1].plot(share, gain, label=f"{label} gains")
-        figures["gains"][1].plot(share, gain / share, linestyle="--", label=f"{label} lift")
+        gains_ax.plot(share, gain, label=label)
+        lift_ax.plot(share, gain / share, label=label)
 
     ax = figures["roc"][1]
     ax.plot([0, 1], [0, 1], ":", color="grey")
@@ -54,13 +55,15 @@ def plot_evaluation(
     ax = figures["calibration"][1]
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(xlabel="mean predicted probability", ylabel="observed churn rate", title="Calibration")
-    ax = figures["gains"][1]
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set(xlabel="share of customers contacted (by score)", ylabel="share of churners reached / lift",
-           title="Cumulative gains and lift")
-    for figure, axes in figures.values():
+    gains_ax.plot([0, 1], [0, 1], ":", color="grey")
+    gains_ax.set(xlabel="share of customers contacted (by score)", ylabel="share of churners reached",
+                 title="Cumulative gains")
+    lift_ax.axhline(1, linestyle=":", color="grey")
+    lift_ax.set(xlabel="share of customers contacted (by score)", ylabel="lift over random",
+                title="Lift", xlim=(0.01, 1))
+    for figure, axes in [*figures.values(), (gains_figure, gains_ax), (gains_figure, lift_ax)]:
         axes.legend(fontsize="small")
         figure.tight_layout()
 
-    metrics = {k: v for k, v in decision.items()}
-    return (figures["roc"][0], figures["pr"][0], figures["calibration"][0], figures["gains"][0], metrics)
+    metrics = dict(decision)
+    return figures["roc"][0], figures["pr"][0], figures["calibration"][0], gains_figure, metrics
