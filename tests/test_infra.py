@@ -1,0 +1,275 @@
+"""infra/template.yaml: cfn-lint clean, and its pieces point at real things in this repo
+(Glue scripts, the Lambda handler, the ingestion event pattern, least-privilege IAM)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import decode
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "infra" / "template.yaml"
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+BUCKET = "churn-rehearsal-bucket"
+
+# Actions that support no resource-level permissions: AWS accepts only "*" for them.
+STAR_ONLY_ACTIONS = {
+    "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+    "ec2:DescribeVpcEndpoints", "ec2:DescribeRouteTables", "ec2:DescribeVpcAttribute",
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    decoded, errors = decode(str(TEMPLATE))
+    assert not errors, errors
+    return json.loads(json.dumps(decoded))  # plain dicts and lists
+
+
+def resources(template: dict, kind: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def resolve(value, template: dict, parameters: dict[str, str]):
+    """Resolve the intrinsic functions the checks need (Ref, Sub, FindInMap, GetAtt of the
+    bucket) with the given parameter values; anything else stays a {"Fn": ...} dict."""
+    names = {"DataBucket": parameters["BucketName"], "AWS::Region": "eu-west-1",
+             "AWS::AccountId": "123456789012", "AWS::Partition": "aws", "AWS::StackName": "churn",
+             "AWS::URLSuffix": "amazonaws.com", "DataBucket.Arn": f"arn:aws:s3:::{parameters['BucketName']}"}
+    for name, spec in template["Parameters"].items():
+        names.setdefault(name, parameters.get(name, spec.get("Default")))
+
+    def sub(text: str, extra: dict) -> str:
+        return re.sub(r"\$\{([^}!]+)\}", lambda m: str({**names, **extra}.get(m.group(1), m.group(0))), text)
+
+    if isinstance(value, list):
+        return [resolve(v, template, parameters) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"} and value["Ref"] in names:
+        return names[value["Ref"]]
+    if set(value) == {"Fn::FindInMap"}:
+        mapping, key, field = value["Fn::FindInMap"]
+        return template["Mappings"][mapping][key][field]
+    if set(value) == {"Fn::Sub"}:
+        spec = value["Fn::Sub"]
+        if isinstance(spec, str):
+            return sub(spec, {})
+        text, variables = spec
+        return sub(text, {k: resolve(v, template, parameters) for k, v in variables.items()})
+    if set(value) == {"Fn::GetAtt"} and value["Fn::GetAtt"] == ["DataBucket", "Arn"]:
+        return f"arn:aws:s3:::{parameters['BucketName']}"
+    return {k: resolve(v, template, parameters) for k, v in value.items()}
+
+
+def test_cfn_lint_reports_no_errors():
+    result = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(TEMPLATE)],
+                            capture_output=True, text=True)
+    # cfn-lint's exit code is a bit field: 2 = errors, 4 = warnings, 8 = informational.
+    assert not result.returncode & 2, result.stdout + result.stderr
+
+
+def test_template_is_parameterised_and_takes_no_password(template):
+    parameters = template["Parameters"]
+    assert {"BucketName", "DBInstanceClass", "DBAllocatedStorage", "RetrainSchedule", "ImageTag"} <= set(parameters)
+    assert not [name for name in parameters if "password" in name.lower() or parameters[name].get("NoEcho")]
+    (database,) = resources(template, "AWS::RDS::DBInstance").values()
+    props = database["Properties"]
+    assert props["Engine"] == "mysql" and props["PubliclyAccessible"] is False and props["StorageEncrypted"]
+    assert props["DBInstanceClass"] == {"Ref": "DBInstanceClass"}
+    assert props["AllocatedStorage"] == {"Ref": "DBAllocatedStorage"}
+    # the password is generated into the secret and resolved from there
+    assert "{{resolve:secretsmanager:${DatabaseSecret}:SecretString:password}}" in props["MasterUserPassword"]["Fn::Sub"]
+    secret = template["Resources"]["DatabaseSecret"]["Properties"]
+    assert secret["GenerateSecretString"]["GenerateStringKey"] == "password"
+    (attachment,) = resources(template, "AWS::SecretsManager::SecretTargetAttachment").values()
+    assert attachment["Properties"]["TargetId"] == {"Ref": "Database"}
+    # private subnets only: the subnet group holds no subnet with a route to the internet gateway
+    (group,) = resources(template, "AWS::RDS::DBSubnetGroup").values()
+    public_subnets = {a["Properties"]["SubnetId"]["Ref"] for a in
+                      resources(template, "AWS::EC2::SubnetRouteTableAssociation").values()
+                      if a["Properties"]["RouteTableId"] == {"Ref": "PublicRouteTable"}}
+    assert not {s["Ref"] for s in group["Properties"]["SubnetIds"]} & public_subnets
+
+
+def test_bucket_is_versioned_encrypted_private_and_sends_events(template):
+    (bucket,) = resources(template, "AWS::S3::Bucket").values()
+    props = bucket["Properties"]
+    assert props["BucketName"] == {"Ref": "BucketName"}
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert all(props["PublicAccessBlockConfiguration"][k] is True for k in
+               ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+    assert props["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+
+
+def glue_jobs(template: dict) -> dict[str, dict]:
+    return {name: resolve(job["Properties"], template, {"BucketName": BUCKET})
+            for name, job in resources(template, "AWS::Glue::Job").items()}
+
+
+def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(template):
+    jobs = glue_jobs(template)
+    assert len(jobs) == 3
+    prefix = template["Mappings"]["Project"]["Names"]["ArtifactsPrefix"]
+    missing = []
+    for name, job in jobs.items():
+        assert job["GlueVersion"] == "5.0" and job["Command"]["Name"] == "glueetl", name
+        location = job["Command"]["ScriptLocation"]
+        match = re.fullmatch(rf"s3://{BUCKET}/{prefix}/scripts/(\w+\.py)", location)
+        assert match, f"{name}: script {location} is not under s3://<bucket>/{prefix}/scripts/"
+        if not (REPO / "glue_wrappers" / match.group(1)).is_file():
+            missing.append(f"glue_wrappers/{match.group(1)} ({name})")
+        wheel = job["DefaultArguments"]["--additional-python-modules"]
+        assert re.fullmatch(rf"s3://{BUCKET}/{prefix}/churn_kedro-[^/]+\.whl", wheel), wheel
+        assert job["Connections"]["Connections"] == [{"Ref": "GlueNetworkConnection"}]
+    if missing:
+        pytest.skip(f"Glue scripts not in the repo yet: {', '.join(missing)}")
+
+
+def test_triggers_start_the_right_jobs(template):
+    triggers = {name: t["Properties"] for name, t in resources(template, "AWS::Glue::Trigger").items()}
+    kinds = {(t["Type"], t["Actions"][0]["JobName"]["Ref"], t.get("WorkflowName", {}).get("Ref"))
+             for t in triggers.values()}
+    assert kinds == {("EVENT", "IngestRawJob", "IngestRawWorkflow"),
+                     ("EVENT", "IngestProcessedJob", "IngestProcessedWorkflow"),
+                     ("SCHEDULED", "RetrainJob", None)}
+    (scheduled,) = [t for t in triggers.values() if t["Type"] == "SCHEDULED"]
+    assert scheduled["Schedule"] == {"Ref": "RetrainSchedule"} and scheduled["StartOnCreation"] is True
+
+
+def rule_targets(template: dict) -> dict[str, tuple[dict, str]]:
+    """prefix -> (resolved event pattern, target workflow logical id)"""
+    out = {}
+    for name, rule in resources(template, "AWS::Events::Rule").items():
+        props = rule["Properties"]
+        pattern = resolve(props["EventPattern"], template, {"BucketName": BUCKET})
+        (prefix,) = [k["prefix"] for k in pattern["detail"]["object"]["key"]]
+        (target,) = props["Targets"]
+        workflow = re.search(r"workflow/\$\{(\w+)\}", target["Arn"]["Fn::Sub"]).group(1)
+        out[prefix] = (pattern, workflow)
+    return out
+
+
+def test_event_rules_start_the_ingestion_workflows(template):
+    targets = rule_targets(template)
+    assert {p: w for p, (_, w) in targets.items()} == {"raw/": "IngestRawWorkflow",
+                                                       "processed/": "IngestProcessedWorkflow"}
+
+
+def test_event_patterns_are_the_ones_the_ingestion_code_builds(template):
+    try:
+        events = importlib.import_module("churn_kedro.events")
+    except ModuleNotFoundError:
+        pytest.skip("src/churn_kedro/events.py (issue 3) has not landed yet")
+    for prefix, (pattern, _) in rule_targets(template).items():
+        assert pattern == events.object_created_pattern(BUCKET, prefix), prefix
+
+
+def test_lambda_is_the_image_with_memory_timeout_and_registry(template):
+    function = resolve(template["Resources"]["ServingFunction"]["Properties"], template,
+                       {"BucketName": BUCKET, "ImageTag": "v1"})
+    assert function["PackageType"] == "Image"
+    assert function["MemorySize"] >= 512 and 10 <= function["Timeout"] <= 30
+    assert function["Environment"]["Variables"]["CHURN_REGISTRY"] == f"s3://{BUCKET}/registry"
+    method = template["Resources"]["ServingProxyMethod"]["Properties"]
+    assert method["Integration"]["Type"] == "AWS_PROXY"
+    assert method["ApiKeyRequired"] is True or method["AuthorizationType"] == "AWS_IAM"
+
+
+def dockerfile_cmd() -> list[str]:
+    from dockerfile_parse import DockerfileParser
+
+    parser = DockerfileParser(path=str(DOCKERFILE))
+    cmd = [i for i in parser.structure if i["instruction"] == "CMD"]
+    assert cmd, f"{DOCKERFILE}: no CMD"
+    value = cmd[-1]["value"]
+    return json.loads(value) if value.startswith("[") else value.split()
+
+
+def test_lambda_image_cmd_is_the_real_handler():
+    if not DOCKERFILE.is_file():
+        pytest.skip("docker/Dockerfile (issue 4) has not landed yet")
+    (handler,) = dockerfile_cmd()
+    module, _, function = handler.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), function)), handler
+
+
+def test_lambda_environment_names_are_the_ones_the_serving_code_reads(template):
+    serving = REPO / "src" / "churn_kedro" / "serving"
+    if not serving.is_dir():
+        pytest.skip("src/churn_kedro/serving/ (issue 4) has not landed yet")
+    code = "\n".join(p.read_text() for p in serving.rglob("*.py"))
+    variables = template["Resources"]["ServingFunction"]["Properties"]["Environment"]["Variables"]
+    unread = [name for name in variables if f'"{name}"' not in code and f"'{name}'" not in code]
+    assert not unread, f"the Lambda environment sets {unread}, which src/churn_kedro/serving/ never reads"
+
+
+def iam_statements(template: dict):
+    for name, role in resources(template, "AWS::IAM::Role").items():
+        props = role["Properties"]
+        for arn in props.get("ManagedPolicyArns", []):
+            yield name, {"ManagedPolicyArn": arn}
+        for policy in props.get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                yield name, statement
+
+
+def names_a_resource(resource, template: dict) -> bool:
+    """An ARN, or a reference to one resource of this template (a secret's Ref is its ARN)."""
+    if isinstance(resource, dict):
+        return resource.get("Ref") in template["Resources"]
+    match = re.fullmatch(r"\$\{(\w+)\.Arn\}", resource)
+    return resource.startswith("arn:") or bool(match and match.group(1) in template["Resources"])
+
+
+def test_every_iam_statement_names_its_resources(template):
+    problems = []
+    for role, statement in iam_statements(template):
+        if "ManagedPolicyArn" in statement:
+            problems.append(f"{role}: managed policy {statement['ManagedPolicyArn']}")
+            continue
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if any(a == "*" or a.endswith(":*") for a in actions):
+            problems.append(f"{role}: wildcard action in {actions}")
+        if "Resource" not in statement:
+            problems.append(f"{role} {statement.get('Sid')}: no Resource")
+            continue
+        listed = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if "*" in listed and not set(actions) <= STAR_ONLY_ACTIONS:
+            problems.append(f"{role} {statement.get('Sid')}: Resource * for {actions}")
+        for resource in resolve(listed, template, {"BucketName": BUCKET}):
+            if resource != "*" and not names_a_resource(resource, template):
+                problems.append(f"{role} {statement.get('Sid')}: resource {resource} is not an ARN")
+            if re.fullmatch(r"arn:aws:s3:::[^/]+/\*", str(resource)):
+                problems.append(f"{role} {statement.get('Sid')}: every object of the bucket: {resource}")
+    assert not problems, "\n".join(problems)
+
+
+def test_s3_access_is_scoped_to_the_prefixes_each_role_needs(template):
+    granted = {}
+    for role, statement in iam_statements(template):
+        actions = statement.get("Action")
+        actions = actions if isinstance(actions, list) else [actions]
+        resolved = resolve(statement.get("Resource", []), template, {"BucketName": BUCKET})
+        for resource in resolved if isinstance(resolved, list) else [resolved]:
+            match = re.fullmatch(rf"arn:aws:s3:::{BUCKET}/([\w/]+)/\*", str(resource))
+            for action in actions:
+                if match and action == "s3:PutObject":
+                    granted.setdefault(role, set()).add(match.group(1))
+    assert granted["GlueIngestRole"] == {"glue/tmp"}  # ingestion never writes data to S3
+    assert granted["GlueRetrainRole"] == {"processed", "intermediate", "model_input", "registry",
+                                          "reporting", "glue/tmp"}
+    assert "ServingRole" not in granted  # serving only reads the registry
+
+
+def test_logs_are_retained_and_outputs_exist(template):
+    for name, group in resources(template, "AWS::Logs::LogGroup").items():
+        assert "RetentionInDays" in group["Properties"], name
+    assert {"ApiUrl", "BucketName", "DatabaseSecretArn"} <= set(template["Outputs"])
