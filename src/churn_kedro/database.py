@@ -1,0 +1,102 @@
+"""The database tables (DESIGN §4), one SQLAlchemy definition for SQLite and MySQL.
+
+The feature columns of ``policies_raw`` and ``policies_processed`` come from the
+:class:`~churn_kedro.schema.Schema`, so another dataset gets its own columns with
+no code change. ``source_file`` is the object's key under the data root
+(``raw/insurance_data_....csv``, ``processed/insurance_data_....csv``): the same
+text locally and on S3, and distinct for a raw and a processed file of one name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from churn_kedro.schema import Schema
+
+POLICIES_RAW = "policies_raw"
+POLICIES_PROCESSED = "policies_processed"
+INGESTION_LOG = "ingestion_log"
+QUARANTINE = "quarantine"
+CHURN_SCORES = "churn_scores"
+
+# MySQL keys are limited to 3072 bytes (utf8mb4: 4 bytes a character); these fit.
+SOURCE_FILE = sa.String(512)
+ID = sa.String(128)
+CATEGORY = sa.String(255)
+SPLIT_COLUMN = "split"
+
+
+def _policies_columns(schema: Schema) -> list[sa.Column]:
+    return [
+        sa.Column("source_file", SOURCE_FILE, primary_key=True),
+        sa.Column(schema.id_column, ID, primary_key=True),
+        *(sa.Column(name, sa.Double, nullable=True) for name in schema.numeric_features),
+        *(sa.Column(name, CATEGORY, nullable=True) for name in schema.categorical_features),
+        sa.Column(schema.target, sa.SmallInteger, nullable=False),  # 1 = the positive label
+        sa.Column("row_number", sa.Integer, nullable=False),  # data row in the file, from 1
+        sa.Column("ingested_at", sa.DateTime, nullable=False),
+    ]
+
+
+def build_metadata(schema: Schema | None = None) -> sa.MetaData:
+    """All five tables; the two policies tables only when a schema is given (they
+    need its columns). ``churn_scores`` is keyed on the id as text whatever the schema."""
+    metadata = sa.MetaData()
+    if schema is not None:
+        sa.Table(POLICIES_RAW, metadata, *_policies_columns(schema))
+        sa.Table(
+            POLICIES_PROCESSED, metadata, *_policies_columns(schema),
+            sa.Column(SPLIT_COLUMN, sa.String(16), nullable=False),  # train / holdout
+        )
+    sa.Table(
+        INGESTION_LOG, metadata,
+        sa.Column("source_file", SOURCE_FILE, primary_key=True),
+        sa.Column("target_table", sa.String(64), nullable=False),
+        sa.Column("checksum", sa.String(64), nullable=False),  # sha256 of the object's bytes
+        sa.Column("size_bytes", sa.BigInteger, nullable=False),
+        sa.Column("object_version", sa.String(128), nullable=True),  # ETag or mtime: a cheap change check
+        sa.Column("rows_read", sa.Integer, nullable=False),
+        sa.Column("rows_loaded", sa.Integer, nullable=False),
+        sa.Column("rows_rejected", sa.Integer, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),  # loaded / replaced
+        sa.Column("started_at", sa.DateTime, nullable=False),
+        sa.Column("finished_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
+        QUARANTINE, metadata,
+        sa.Column("source_file", SOURCE_FILE, primary_key=True),
+        sa.Column("row_number", sa.Integer, primary_key=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("record", sa.Text, nullable=False),  # the raw row as JSON
+        sa.Column("quarantined_at", sa.DateTime, nullable=False),
+    )
+    sa.Table(
+        CHURN_SCORES, metadata,
+        sa.Column("model_version", sa.String(64), primary_key=True),
+        sa.Column("source_file", SOURCE_FILE, primary_key=True),
+        sa.Column("customer_id", ID, primary_key=True),
+        sa.Column("churn_probability", sa.Double, nullable=False),
+        sa.Column("churn", sa.Boolean, nullable=False),  # probability >= the model's threshold
+        sa.Column("scored_at", sa.DateTime, nullable=False),
+    )
+    return metadata
+
+
+def create_engine(url: str | sa.URL, **kwargs) -> sa.Engine:
+    """An engine for our tables: a SQLite file's folder is created; MySQL gets
+    utf8mb4 and LOAD DATA LOCAL INFILE enabled (the fast bulk path)."""
+    url = sa.make_url(url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    if url.get_backend_name() == "mysql":
+        url = url.update_query_dict({"charset": "utf8mb4", "local_infile": "1"})
+    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def create_tables(engine: sa.Engine, schema: Schema | None = None) -> sa.MetaData:
+    """Create the tables that do not exist yet (idempotent) and return their metadata."""
+    metadata = build_metadata(schema)
+    metadata.create_all(engine)
+    return metadata
