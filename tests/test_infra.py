@@ -273,3 +273,14 @@ def test_logs_are_retained_and_outputs_exist(template):
     for name, group in resources(template, "AWS::Logs::LogGroup").items():
         assert "RetentionInDays" in group["Properties"], name
     assert {"ApiUrl", "BucketName", "DatabaseSecretArn"} <= set(template["Outputs"])
+
+
+def test_default_wheel_is_the_one_this_checkout_builds(template):
+    import churn_kedro
+
+    # infra/deploy.sh uploads churn_kedro-<__version__>-py3-none-any.whl and passes its name
+    assert template["Parameters"]["ProjectWheel"]["Default"] == \
+        f"churn_kedro-{churn_kedro.__version__}-py3-none-any.whl"
+    deploy = (REPO / "infra" / "deploy.sh").read_text()
+    prefix = template["Mappings"]["Project"]["Names"]["ArtifactsPrefix"]
+    assert f"PREFIX={prefix} " in deploy and '"$PREFIX/scripts/' in deploy

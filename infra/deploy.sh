@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Deploy churn-kedro to AWS (infra/README.md explains each step).
+#
+#   BUCKET=my-churn-bucket infra/deploy.sh stack          # create/update the stack (keeps the current image tag;
+#                                                         #   no Lambda/API until a tag is given)
+#   BUCKET=my-churn-bucket infra/deploy.sh artifacts      # wheel + conf + Glue scripts -> s3://$BUCKET/glue/
+#   BUCKET=my-churn-bucket infra/deploy.sh image v1       # build and push the serving image, tag v1
+#   BUCKET=my-churn-bucket infra/deploy.sh stack v1       # the same stack, now with the Lambda + API on image v1
+#   BUCKET=my-churn-bucket infra/deploy.sh all v1         # all of the above, in order
+#   BUCKET=my-churn-bucket infra/deploy.sh teardown       # empty the bucket and the repository, delete the stack
+#
+# Environment: BUCKET (required), STACK (default churn), AWS_REGION (default from the aws CLI),
+# DB_CLASS, DB_STORAGE, SCHEDULE (stack parameters; the template's defaults otherwise).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+: "${BUCKET:?set BUCKET to the data bucket name}"
+STACK=${STACK:-churn}
+REGION=${AWS_REGION:-$(aws configure get region)}
+PREFIX=glue                      # Mappings.Project.Names.ArtifactsPrefix in infra/template.yaml
+PYTHON=${PYTHON:-.venv/bin/python}
+VERSION=$($PYTHON -c 'import churn_kedro; print(churn_kedro.__version__)')
+WHEEL=churn_kedro-${VERSION}-py3-none-any.whl
+
+output() {
+  aws cloudformation describe-stacks --region "$REGION" --stack-name "$STACK" \
+    --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue" --output text
+}
+
+# The image tag the stack runs now ("" before the first image): redeploying the
+# infrastructure alone must not remove a running API.
+current_tag() {
+  aws cloudformation describe-stacks --region "$REGION" --stack-name "$STACK" \
+    --query "Stacks[0].Parameters[?ParameterKey=='ImageTag'].ParameterValue" --output text 2>/dev/null || true
+}
+
+deploy_stack() {
+  local tag=${1:-}
+  local overrides=("BucketName=$BUCKET" "ProjectWheel=$WHEEL" "ImageTag=$tag")
+  [[ -n ${DB_CLASS:-} ]] && overrides+=("DBInstanceClass=$DB_CLASS")
+  [[ -n ${DB_STORAGE:-} ]] && overrides+=("DBAllocatedStorage=$DB_STORAGE")
+  [[ -n ${SCHEDULE:-} ]] && overrides+=("RetrainSchedule=$SCHEDULE")
+  aws cloudformation deploy --region "$REGION" --stack-name "$STACK" \
+    --template-file infra/template.yaml --capabilities CAPABILITY_IAM \
+    --parameter-overrides "${overrides[@]}"
+  aws cloudformation describe-stacks --region "$REGION" --stack-name "$STACK" \
+    --query "Stacks[0].Outputs" --output table
+}
+
+upload_artifacts() {
+  rm -rf dist
+  $PYTHON -m pip wheel --no-deps --wheel-dir dist . >/dev/null
+  # The configuration travels beside the wheel: base + aws, never local/ (credentials).
+  tar -czf dist/conf.tar.gz --exclude='conf/local' conf
+  aws s3 cp --region "$REGION" "dist/$WHEEL" "s3://$BUCKET/$PREFIX/$WHEEL"
+  aws s3 cp --region "$REGION" dist/conf.tar.gz "s3://$BUCKET/$PREFIX/conf.tar.gz"
+  for script in glue_wrappers/*.py; do
+    aws s3 cp --region "$REGION" "$script" "s3://$BUCKET/$PREFIX/scripts/$(basename "$script")"
+  done
+}
+
+push_image() {
+  local tag=${1:?image tag}
+  local repository
+  repository=$(output ImageRepositoryUri)
+  aws ecr get-login-password --region "$REGION" | docker login --username AWS --password-stdin "${repository%%/*}"
+  docker build --platform linux/amd64 --provenance=false -f docker/Dockerfile -t "$repository:$tag" .
+  docker push "$repository:$tag"
+}
+
+teardown() {
+  # A versioned bucket deletes only when every version and delete marker is gone; the
+  # stack keeps the bucket (DeletionPolicy Retain), so it is removed here explicitly.
+  $PYTHON - "$BUCKET" "$REGION" <<'EOF'
+import sys, boto3
+bucket = boto3.resource("s3", region_name=sys.argv[2]).Bucket(sys.argv[1])
+bucket.object_versions.delete()
+bucket.delete()
+EOF
+  aws cloudformation delete-stack --region "$REGION" --stack-name "$STACK"
+  aws cloudformation wait stack-delete-complete --region "$REGION" --stack-name "$STACK"
+}
+
+case ${1:-} in
+  stack) deploy_stack "${2:-$(current_tag)}" ;;
+  artifacts) upload_artifacts ;;
+  image) push_image "${2:-}" ;;
+  all)
+    tag=${2:?image tag}
+    deploy_stack "$(current_tag)"
+    upload_artifacts
+    push_image "$tag"
+    deploy_stack "$tag"
+    ;;
+  teardown) teardown ;;
+  *) sed -n '2,/^set -euo/p' "$0" | grep '^#'; exit 2 ;;
+esac
