@@ -1,0 +1,106 @@
+"""Shared fixtures: a fresh MariaDB database for the session, and moto in server mode
+(real HTTP, so boto3 and s3fs in this process and in subprocesses talk to it alike)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests import their helpers (kedro_project, ...)
+
+MYSQL_SERVER = os.environ.get("CHURN_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306")
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    """SQLAlchemy URL of a database created for this test session on the MariaDB at
+    127.0.0.1:3306 (override with CHURN_TEST_MYSQL), dropped at the end. Skips with the
+    reason when the server is unreachable; under CI=true that is a failure instead."""
+    import sqlalchemy as sa
+
+    server = sa.make_url(MYSQL_SERVER)
+    name = f"churn_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(server, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        message = (f"MariaDB/MySQL at {server.render_as_string(hide_password=True)} is unreachable "
+                   f"({exc.orig}); start it with: start-stop-daemon --start --oknodo --background "
+                   f"--exec /usr/sbin/mariadbd")
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto server on a free 127.0.0.1 port (S3, Secrets Manager, EventBridge, SQS, ...).
+    Sets AWS_ENDPOINT_URL and test credentials in os.environ for the session, so plain
+    boto3/s3fs clients, here and in subprocesses, reach it. Yields the endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {key: os.environ.get(key) for key in [*AWS_TEST_ENV, "AWS_ENDPOINT_URL"]}
+    os.environ.update({**AWS_TEST_ENV, "AWS_ENDPOINT_URL": endpoint})
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def create_bucket(endpoint: str, name: str | None = None) -> str:
+    """Create a bucket on the S3 server at ``endpoint``; returns its name (a fresh one by default)."""
+    import boto3
+
+    name = name or f"churn-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    """A fresh, empty bucket on the moto server."""
+    return create_bucket(s3_endpoint)
+
+
+@pytest.fixture
+def bucket_factory(s3_endpoint: str) -> Callable[[str | None], str]:
+    """create_bucket bound to the session's moto server."""
+    return lambda name=None: create_bucket(s3_endpoint, name)
