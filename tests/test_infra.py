@@ -283,4 +283,4 @@ def test_default_wheel_is_the_one_this_checkout_builds(template):
         f"churn_kedro-{churn_kedro.__version__}-py3-none-any.whl"
     deploy = (REPO / "infra" / "deploy.sh").read_text()
     prefix = template["Mappings"]["Project"]["Names"]["ArtifactsPrefix"]
-    assert f"PREFIX={prefix} " in deploy and '"$PREFIX/scripts/' in deploy
+    assert f"PREFIX={prefix} " in deploy and '/$PREFIX/scripts/$(basename' in deploy
