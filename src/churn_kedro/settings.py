@@ -2,6 +2,9 @@
 
 from omegaconf.resolvers import oc
 
+from churn_kedro.config import ConfigLoader
+
+CONFIG_LOADER_CLASS = ConfigLoader
 # The aws environment reads its bucket from the environment (CHURN_BUCKET), so the
 # oc.env resolver is enabled for every kind of configuration, not only credentials.
 CONFIG_LOADER_ARGS = {
