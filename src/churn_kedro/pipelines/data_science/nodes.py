@@ -79,7 +79,8 @@ def tune_model_family(
 
     study = optuna.create_study(
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        # TPE starts modelling after a few random trials (its default waits for 10: our whole budget)
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
     study.optimize(
