@@ -1,5 +1,7 @@
 """Project datasets: the I/O that kedro-datasets does not cover."""
 
+from churn_kedro.datasets.ingestion_database_dataset import IngestionDatabaseDataset
 from churn_kedro.datasets.model_registry_dataset import ModelRegistryDataset
+from churn_kedro.datasets.snapshot_objects_dataset import SnapshotObjectsDataset
 
-__all__ = ["ModelRegistryDataset"]
+__all__ = ["IngestionDatabaseDataset", "ModelRegistryDataset", "SnapshotObjectsDataset"]

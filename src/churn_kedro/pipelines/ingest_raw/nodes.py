@@ -1,0 +1,233 @@
+"""Nodes of the ingestion pipelines (shared by ingest_raw and ingest_processed).
+
+Per object: skip it when ``ingestion_log`` holds it unchanged; else read it in
+chunks, validate each chunk with :func:`churn_kedro.schema.validate_frame` (the
+one definition of the rules) and hand the chunks to the database, which writes
+rows, quarantine and the log row in one transaction. A file-level error names
+the file, writes nothing of it, and the run goes on; the last node fails the run
+when any object failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pandas as pd
+
+from churn_kedro.database import SPLIT_COLUMN
+from churn_kedro.datasets.ingestion_database_dataset import AlreadyIngested, Chunk, IngestionDatabase
+from churn_kedro.datasets.snapshot_objects_dataset import SnapshotObject
+from churn_kedro.schema import (
+    REASON,
+    RECORD,
+    ROW_NUMBER,
+    CategoricalRule,
+    Schema,
+    SnapshotError,
+    describe_read_error,
+    validate_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "holdout")
+
+
+class IngestionError(RuntimeError):
+    """Some objects could not be ingested; the others were."""
+
+
+def processed_schema(schema: Schema) -> Schema:
+    """The rules of a processed snapshot: the same features, the target already
+    encoded 0/1 (1 = positive), and the ``split`` column."""
+    return dataclasses.replace(
+        schema,
+        positive_label="1",
+        negative_label="0",
+        categorical=(*schema.categorical, CategoricalRule(SPLIT_COLUMN, SPLITS, nullable=False)),
+    )
+
+
+def _hash(frame: pd.DataFrame | pd.Series) -> pd.Index:
+    return pd.Index(pd.util.hash_pandas_object(frame, index=False).to_numpy())
+
+
+class DuplicateTracker:
+    """The duplicate rule of validate_frame across the chunks of one file.
+
+    validate_frame sees one chunk; this remembers a 64-bit hash of each distinct row
+    and of each id seen in earlier chunks (about 16 bytes a row, not the rows), so a
+    chunked load rejects exactly the rows a whole-file validation would: an exact
+    repeat of an earlier row, and every row of an id that comes with different values
+    (rows of it loaded from earlier chunks are retracted to quarantine).
+    """
+
+    def __init__(self, id_column: str):
+        self.id_column = id_column
+        self.first_rows = pd.Series([], index=pd.Index([], dtype="uint64"), dtype="int64")
+        self.ids = pd.Index([], dtype="uint64")
+        self.conflicting: set[str] = set()
+
+    def check(self, raw: pd.DataFrame, first_row_number: int) -> tuple[pd.Series, dict[str, str]]:
+        """Reasons for rows of ``raw`` (indexed like it) that repeat or conflict with
+        earlier chunks, and the ids whose earlier loaded rows must be retracted."""
+        ids = raw[self.id_column].astype("string").str.strip()
+        ids = ids.mask(ids == "")
+        row_hashes = _hash(raw)
+        id_hashes = _hash(ids.fillna(""))
+        repeats = row_hashes.isin(self.first_rows.index)
+        seen_id = ids.notna().to_numpy() & id_hashes.isin(self.ids) & ~repeats
+        reasons = pd.Series(index=raw.index, dtype=object)
+        if repeats.any():
+            earlier = self.first_rows.reindex(row_hashes[repeats]).to_numpy()
+            reasons[repeats] = [f"duplicate: repeats row {n}" for n in earlier]
+        retract = {}
+        if seen_id.any():
+            for position in seen_id.nonzero()[0]:
+                value = ids.iloc[position]
+                reason = f"{self.id_column}: '{value}' appears on several rows with different values"
+                reasons.iloc[position] = reason
+                if value not in self.conflicting:
+                    self.conflicting.add(value)
+                    retract[value] = reason
+        fresh = ~row_hashes.isin(self.first_rows.index) & ~row_hashes.duplicated()
+        numbers = pd.Series(range(first_row_number, first_row_number + len(raw)), dtype="int64")
+        self.first_rows = pd.concat([self.first_rows, pd.Series(numbers[fresh].to_numpy(), index=row_hashes[fresh])])
+        self.ids = self.ids.append(id_hashes[ids.notna().to_numpy()]).unique()
+        return reasons.dropna(), retract
+
+
+def validated_chunks(
+    obj: SnapshotObject, schema: Schema, chunk_rows: int, counts: dict[str, int]
+) -> Iterator[Chunk]:
+    """Read ``obj`` in chunks and validate each; file-level problems raise SnapshotError
+    naming the file (the caller's transaction then writes nothing of it)."""
+    tracker = DuplicateTracker(schema.id_column)
+    columns = schema.required_columns(labelled=True)
+    chunks = obj.read_chunks(chunk_rows)
+    while True:
+        try:
+            raw = next(chunks)
+        except StopIteration:
+            break
+        except SnapshotError:
+            raise
+        except Exception as exc:  # the parser's own error: not a CSV, not UTF-8, a broken line
+            row = f" (after data row {counts['rows_read']})" if counts["rows_read"] else ""
+            raise SnapshotError(obj.uri, describe_read_error(exc) + row) from exc
+        first = counts["rows_read"] + 1
+        counts["rows_read"] += len(raw)
+        result = validate_frame(raw, schema, obj.uri, labelled=True, first_row_number=first)
+        raw = raw.rename(columns=lambda c: str(c).strip())[columns].reset_index(drop=True)
+        yield _merge(raw, result.valid, result.rejected, *tracker.check(raw, first), first)
+    if counts["rows_read"] == 0:
+        raise SnapshotError(obj.uri, "has a header but no data rows")
+
+
+def _merge(raw, valid, rejected, cross_reasons: pd.Series, retract, first: int) -> Chunk:
+    """Add the cross-chunk duplicate reasons to one chunk's validation result."""
+    positions = pd.Index(range(len(raw)))
+    valid_positions = positions.difference(rejected[ROW_NUMBER] - first)
+    valid = valid.assign(**{ROW_NUMBER: (valid_positions + first).to_numpy()})
+    if len(cross_reasons):
+        already = rejected.set_index(rejected[ROW_NUMBER] - first)
+        for position, reason in cross_reasons.items():
+            if position in already.index:
+                already.loc[position, REASON] += "; " + reason
+            else:
+                cells = raw.iloc[position]
+                record = json.dumps(cells.astype(object).where(cells.notna(), None).to_dict(), default=str)
+                already.loc[position] = [position + first, reason, record]
+        rejected = already.sort_index().reset_index(drop=True)
+        rejected[ROW_NUMBER] = rejected[ROW_NUMBER].astype("int64")
+        valid = valid[~valid[ROW_NUMBER].isin(cross_reasons.index + first)]
+    return Chunk(valid=valid, rejected=rejected, retract=retract)
+
+
+def ingest_objects(
+    objects: dict[str, SnapshotObject],
+    database: Callable[[Schema], IngestionDatabase],
+    schema: Schema,
+    validation_schema: Schema,
+    table: str,
+    params: dict[str, Any],
+    force: bool,
+) -> dict[str, Any]:
+    """Ingest every object that ``ingestion_log`` does not hold yet (or, with ``force``,
+    holds with other content); returns the run's report."""
+    db = database(schema)
+    log = db.ingestion_log()
+    only = params.get("only")
+    if only:
+        wanted = {only} if isinstance(only, str) else set(only)
+        objects = {k: o for k, o in objects.items() if k in wanted or any(o.uri.endswith("/" + w) for w in wanted)}
+        missing = [w for w in wanted if not any(k == w or o.uri.endswith("/" + w) for k, o in objects.items())]
+    else:
+        missing = []
+    report: dict[str, Any] = {"table": table, "loaded": [], "skipped": [],
+                              "errors": [{"source_file": w, "error": f"{w}: no such object under the prefix"}
+                                         for w in missing]}
+    for source_file, obj in objects.items():
+        entry = log.get(source_file)
+        replace = False
+        if entry is not None:
+            if entry["size_bytes"] == obj.size and entry["object_version"] == obj.version:
+                report["skipped"].append(source_file)
+                continue
+            old, new = entry["checksum"], obj.compute_checksum()
+            if old == new:
+                report["skipped"].append(source_file)
+                continue
+            if not force:
+                message = (f"{obj.uri}: changed since it was loaded at {entry['finished_at']} "
+                           f"(sha256 {old[:12]}... now {new[:12]}...); not replaced: run again with "
+                           f"--params force=true to replace it")
+                logger.error(message)
+                report["errors"].append({"source_file": source_file, "error": message})
+                continue
+            replace = True
+            logger.warning("%s changed since it was loaded: replacing it (force)", obj.uri)
+        counts = {"rows_read": 0}
+
+        def finish(obj=obj, counts=counts) -> dict[str, Any]:
+            return {"checksum": obj.checksum, "size_bytes": obj.size, "object_version": obj.version,
+                    "rows_read": counts["rows_read"]}
+
+        try:
+            result = db.load_object(table, source_file,
+                                    validated_chunks(obj, validation_schema, params["chunk_rows"], counts),
+                                    finish, replace=replace)
+        except SnapshotError as exc:
+            logger.error("%s (nothing of it was written)", exc)
+            report["errors"].append({"source_file": source_file, "error": str(exc)})
+            continue
+        except AlreadyIngested:
+            logger.info("%s: already ingested by another run", source_file)
+            report["skipped"].append(source_file)
+            continue
+        logger.info("%s: %s %d rows into %s, %d quarantined", source_file, result["status"],
+                    result["rows_loaded"], table, result["rows_rejected"])
+        report["loaded"].append(result)
+    logger.info("Ingestion into %s: %d loaded, %d skipped, %d failed", table,
+                len(report["loaded"]), len(report["skipped"]), len(report["errors"]))
+    return report
+
+
+def ingest_raw_objects(objects, database, schema_params, params, force) -> dict[str, Any]:
+    """Raw snapshots -> policies_raw (rows as the contract types them)."""
+    schema = Schema.from_params(schema_params)
+    return ingest_objects(objects, database, schema, schema, "policies_raw", params, force)
+
+
+def raise_on_ingestion_errors(report: dict[str, Any]) -> None:
+    """Fail the run (non-zero exit) when any object failed, after the others were ingested."""
+    if report["errors"]:
+        lines = "\n".join(f"  - {e['error']}" for e in report["errors"])
+        raise IngestionError(
+            f"{len(report['errors'])} object(s) not ingested into {report['table']} "
+            f"({len(report['loaded'])} loaded, {len(report['skipped'])} already there):\n{lines}"
+        )

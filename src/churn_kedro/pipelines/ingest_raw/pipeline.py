@@ -1,0 +1,18 @@
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import ingest_raw_objects, raise_on_ingestion_errors
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                ingest_raw_objects,
+                inputs=["raw_objects", "ingestion_database", "params:schema", "params:ingestion", "params:force"],
+                outputs="raw_ingestion_report",
+                name="ingest_raw_objects",
+            ),
+            Node(raise_on_ingestion_errors, inputs="raw_ingestion_report", outputs=None,
+                 name="check_raw_ingestion"),
+        ]
+    )
