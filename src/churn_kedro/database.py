@@ -9,6 +9,7 @@ text locally and on S3, and distinct for a raw and a processed file of one name.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -100,3 +101,58 @@ def create_tables(engine: sa.Engine, schema: Schema | None = None) -> sa.MetaDat
     metadata = build_metadata(schema)
     metadata.create_all(engine)
     return metadata
+
+
+class DatabaseSecretError(RuntimeError):
+    """The database secret could not be read; the message never holds its value."""
+
+
+_SECRET_URLS: dict[str, str] = {}
+
+
+def database_url_from_secret(secret_id: str | None) -> str | None:
+    """The SQLAlchemy URL of the RDS MySQL database whose connection lives in the AWS
+    Secrets Manager secret ``secret_id`` (JSON: host, port, username, password, dbname;
+    the RDS-managed layout, ``user``/``database`` accepted too).
+
+    Registered as the ``db_secret`` config resolver (settings.py) for conf/aws/credentials.yml.
+    No secret id (CHURN_DB_SECRET unset) gives None, so runs that need no database still
+    start. boto3 is imported only here; errors name the secret id and the problem only.
+    """
+    if not secret_id:
+        return None
+    if secret_id in _SECRET_URLS:
+        return _SECRET_URLS[secret_id]
+    import boto3  # only the aws environment needs it
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise DatabaseSecretError(f"secret {secret_id!r}: cannot read it ({code})") from None
+    except BotoCoreError as exc:
+        raise DatabaseSecretError(f"secret {secret_id!r}: cannot reach Secrets Manager ({type(exc).__name__})") from None
+    try:
+        fields = json.loads(value)
+        if not isinstance(fields, dict):
+            raise ValueError
+    except ValueError:
+        raise DatabaseSecretError(f"secret {secret_id!r}: not a JSON object") from None
+    missing = [k for k in ("host", "password") if k not in fields]
+    if "username" not in fields and "user" not in fields:
+        missing.append("username")
+    if "dbname" not in fields and "database" not in fields:
+        missing.append("dbname")
+    if missing:
+        raise DatabaseSecretError(f"secret {secret_id!r}: missing key(s) {', '.join(missing)}")
+    url = sa.URL.create(
+        "mysql+pymysql",
+        username=str(fields.get("username", fields.get("user"))),
+        password=str(fields["password"]),
+        host=str(fields["host"]),
+        port=int(fields.get("port") or 3306),
+        database=str(fields.get("dbname", fields.get("database"))),
+    )
+    _SECRET_URLS[secret_id] = url.render_as_string(hide_password=False)
+    return _SECRET_URLS[secret_id]

@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -219,10 +220,13 @@ def validate_frame(
     problems: list[pd.Series] = []  # one Series of messages per failing check, aligned on rows
     typed: dict[str, pd.Series] = {}
 
-    def fail(mask: pd.Series | np.ndarray, message: pd.Series | str) -> None:
-        mask = pd.Series(np.asarray(mask, dtype=bool), index=raw.index)
+    def fail(mask: pd.Series | np.ndarray, message: Callable[[pd.Index], pd.Series] | str) -> None:
+        """``message`` is text, or a function of the failing rows' index that builds their
+        messages: built for those rows only (a million-row chunk has few failing rows)."""
+        mask = np.asarray(mask, dtype=bool)
         if mask.any():
-            problems.append(pd.Series(message, index=raw.index)[mask])
+            rows = raw.index[mask]
+            problems.append(message(rows) if callable(message) else pd.Series(message, index=rows))
 
     def text(column: str) -> pd.Series:
         values = raw[column].astype("string").str.strip()
@@ -236,12 +240,12 @@ def validate_frame(
         cells = text(rule.name)
         numbers = pd.to_numeric(cells, errors="coerce").astype("float64")
         shown = cells.fillna("")
-        fail(cells.notna() & numbers.isna(), rule.name + ": '" + shown + "' is not a number")
-        fail(np.isinf(numbers), rule.name + ": '" + shown + "' is not finite")
+        fail(cells.notna() & numbers.isna(), lambda r: rule.name + ": '" + shown[r] + "' is not a number")
+        fail(np.isinf(numbers), lambda r: rule.name + ": '" + shown[r] + "' is not finite")
         if not rule.nullable:
             fail(cells.isna(), f"{rule.name}: missing")
         if rule.integer:
-            fail(numbers.notna() & (numbers % 1 != 0), rule.name + ": " + shown + " is not a whole number")
+            fail(numbers.notna() & (numbers % 1 != 0), lambda r: rule.name + ": " + shown[r] + " is not a whole number")
         for bound, bad, words in (
             (rule.min, lambda b: numbers < b, "below the minimum"),
             (rule.max, lambda b: numbers > b, "above the maximum"),
@@ -249,7 +253,7 @@ def validate_frame(
             (rule.lt, lambda b: numbers >= b, "not less than"),
         ):
             if bound is not None:
-                fail(bad(bound), rule.name + ": " + shown + f" is {words} {bound:g}")
+                fail(bad(bound), lambda r: rule.name + ": " + shown[r] + f" is {words} {bound:g}")
         typed[rule.name] = numbers
 
     for rule in schema.categorical:
@@ -260,18 +264,19 @@ def validate_frame(
             allowed = ", ".join(rule.values)
             fail(
                 cells.notna() & ~cells.isin(rule.values),
-                rule.name + ": '" + cells.fillna("") + f"' is not one of {allowed}",
+                lambda r: rule.name + ": '" + cells[r] + f"' is not one of {allowed}",
             )
         typed[rule.name] = cells.astype(object).where(cells.notna(), None)
 
     if labelled:
         labels = text(schema.target)
-        normalised = labels.map(_label_text, na_action="ignore")
+        # few distinct labels: normalise each once, not once a row
+        normalised = labels.map({v: _label_text(v) for v in labels.dropna().unique()})
         fail(labels.isna(), f"{schema.target}: missing")
         unknown = labels.notna() & ~normalised.isin([schema.positive_label, schema.negative_label])
         fail(
             unknown,
-            schema.target + ": '" + labels.fillna("")
+            lambda r: schema.target + ": '" + labels[r]
             + f"' is not one of {schema.positive_label}, {schema.negative_label}",
         )
         typed[schema.target] = (normalised == schema.positive_label).astype("int64")
@@ -307,12 +312,12 @@ def _reject_duplicates(raw, ids, first_row_number, id_column, fail) -> None:
     if repeated.any():
         group = raw.groupby(list(raw.columns), dropna=False, sort=False).ngroup()
         first_row = pd.Series(raw.index, index=raw.index).groupby(group).transform("min")
-        fail(repeated, "duplicate: repeats row " + (first_row + first_row_number).astype(str))
+        fail(repeated, lambda r: "duplicate: repeats row " + (first_row[r] + first_row_number).astype(str))
     distinct_ids = ids[~repeated]
     conflicting = distinct_ids.notna() & distinct_ids.duplicated(keep=False)
     fail(
         conflicting.reindex(raw.index, fill_value=False),
-        f"{id_column}: '" + ids.fillna("") + "' appears on several rows with different values",
+        lambda r: f"{id_column}: '" + ids[r] + "' appears on several rows with different values",
     )
 
 

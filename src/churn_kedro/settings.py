@@ -3,6 +3,7 @@
 from omegaconf.resolvers import oc
 
 from churn_kedro.config import ConfigLoader
+from churn_kedro.database import database_url_from_secret
 
 CONFIG_LOADER_CLASS = ConfigLoader
 # The aws environment reads its bucket from the environment (CHURN_BUCKET), so the
@@ -10,5 +11,6 @@ CONFIG_LOADER_CLASS = ConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    "custom_resolvers": {"oc.env": oc.env},
+    # db_secret: the RDS URL from a Secrets Manager secret id (conf/aws/credentials.yml)
+    "custom_resolvers": {"oc.env": oc.env, "db_secret": database_url_from_secret},
 }

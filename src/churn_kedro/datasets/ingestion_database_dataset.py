@@ -8,17 +8,19 @@ transaction: an error half-way, or a dropped connection, leaves nothing of it.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from kedro.io import AbstractDataset, DatasetError
 
@@ -103,22 +105,42 @@ class IngestionDatabase:
                 ))
             except sa.exc.IntegrityError:
                 raise AlreadyIngested(source_file) from None
-            for chunk in chunks:
+            counts = {"loaded": 0, "rejected": 0}
+
+            def write(chunk: Chunk) -> None:
                 ingested_at = _now()
                 if chunk.retract:
                     moved = self._retract(conn, table, quarantine, source_file, chunk.retract, ingested_at)
-                    loaded, rejected = loaded - moved, rejected + moved
+                    counts["loaded"] -= moved
+                    counts["rejected"] += moved
                 if len(chunk.valid):
                     self._bulk_insert(conn, table, chunk.valid, source_file, ingested_at)
-                    loaded += len(chunk.valid)
+                    counts["loaded"] += len(chunk.valid)
                 if len(chunk.rejected):
                     conn.execute(quarantine.insert(), [
                         {"source_file": source_file, "row_number": int(r.row_number), "reason": r.reason,
                          "record": r.record, "quarantined_at": ingested_at}
                         for r in chunk.rejected.itertuples(index=False)
                     ])
-                    rejected += len(chunk.rejected)
-                logger.info("%s: %d rows loaded, %d quarantined so far", source_file, loaded, rejected)
+                    counts["rejected"] += len(chunk.rejected)
+                logger.info("%s: %d rows loaded, %d quarantined so far", source_file,
+                            counts["loaded"], counts["rejected"])
+
+            # The database writes chunk k while this thread reads and validates chunk k+1;
+            # one writer at a time, so the connection is never used concurrently.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
+                pending = None
+                try:
+                    for chunk in chunks:
+                        if pending is not None:
+                            pending.result()
+                        pending = writer.submit(write, chunk)
+                finally:
+                    if pending is not None:
+                        error = pending.exception()  # wait: no write may outlive the transaction
+                if pending is not None and error is not None:
+                    raise error
+            loaded, rejected = counts["loaded"], counts["rejected"]
             fields = finish()
             conn.execute(log.update().where(log.c.source_file == source_file).values(
                 rows_loaded=loaded, rows_rejected=rejected, finished_at=_now(),
@@ -164,9 +186,10 @@ class IngestionDatabase:
         Empty fields are NULL (validation already turned empty strings into missing)."""
         handle, path = tempfile.mkstemp(suffix=".csv", prefix="churn-ingest-")
         try:
-            with os.fdopen(handle, "w", newline="") as out:
-                rows.to_csv(out, index=False, header=False, na_rep="", quoting=csv.QUOTE_MINIMAL,
-                            lineterminator="\n")
+            os.close(handle)
+            # pyarrow writes CSV ~10x faster than to_csv; missing values become empty fields
+            pa_csv.write_csv(pa.Table.from_pandas(rows, preserve_index=False), path,
+                             pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
             variables = [f"@v{i}" for i in range(len(rows.columns))]
             assignments = ", ".join(
                 f"`{c}` = NULLIF({v}, '')" for c, v in zip(rows.columns, variables)

@@ -57,6 +57,10 @@ class SnapshotObject:
         self.checksum = digest.hexdigest()
         return self.checksum
 
+    def head(self, size: int = 8192) -> bytes:
+        with self.fs.open(self.path, "rb") as stream:
+            return stream.read(size)
+
     def read_chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
         """The file's cells as text, ``chunk_rows`` rows at a time; after the last
         chunk, ``checksum`` holds the sha256 of every byte of the object."""

@@ -106,6 +106,7 @@ def validated_chunks(
 ) -> Iterator[Chunk]:
     """Read ``obj`` in chunks and validate each; file-level problems raise SnapshotError
     naming the file (the caller's transaction then writes nothing of it)."""
+    _reject_binary(obj)
     tracker = DuplicateTracker(schema.id_column)
     columns = schema.required_columns(labelled=True)
     chunks = obj.read_chunks(chunk_rows)
@@ -126,6 +127,19 @@ def validated_chunks(
         yield _merge(raw, result.valid, result.rejected, *tracker.check(raw, first), first)
     if counts["rows_read"] == 0:
         raise SnapshotError(obj.uri, "has a header but no data rows")
+
+
+def _reject_binary(obj: SnapshotObject) -> None:
+    """A binary file (an image, a zip, a parquet file) may tokenise as some odd CSV:
+    say what it is instead of reporting the parser's confusion."""
+    head = obj.head()
+    try:
+        head.decode("utf-8")
+        text = True
+    except UnicodeDecodeError as exc:
+        text = exc.start >= len(head) - 3  # a multi-byte character cut by the block's end
+    if b"\x00" in head or not text:
+        raise SnapshotError(obj.uri, "a binary file, not a UTF-8 text CSV")
 
 
 def _merge(raw, valid, rejected, cross_reasons: pd.Series, retract, first: int) -> Chunk:
