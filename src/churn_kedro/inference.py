@@ -1,0 +1,215 @@
+"""The one inference function (DESIGN §5): named features in -> churn probability,
+label at the card's threshold, model version out. The ``score`` pipeline and the API
+both call :func:`predict`.
+
+It needs numpy only: importing scikit-learn alone takes ~1.9 s here, twice the serving
+cold-start budget, so the champion is evaluated from its *serving form*
+(:class:`ServingModel`), a numpy-only copy of the fitted Pipeline exported at
+registration (``churn_kedro.serving.export``) and checked there to give the
+Pipeline's probabilities within 1e-9. A model that has no serving form (an unknown
+estimator) is evaluated through its own ``predict_proba`` (needs pandas and sklearn).
+Missing categoricals (None or NaN) become the Pipelines' ``__missing__`` category.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MISSING_CATEGORY = "__missing__"  # = models.MISSING_CATEGORY (a test keeps them equal)
+SERVING_FILE = "serving.npz"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model_version: str
+    probability: np.ndarray  # float64, P(churn)
+    label: np.ndarray  # bool, probability >= the card's threshold
+
+
+def predict(champion: Mapping[str, Any], features: Any) -> Prediction:
+    """Score ``features`` (a DataFrame or a mapping column -> sequence holding the
+    card's "features": numbers with NaN/None for missing, categories as text or None)
+    with ``champion`` = {"version", "model", "card"}."""
+    card = champion["card"]
+    model = champion["model"]
+    if isinstance(model, ServingModel):
+        probability = model.probability(features)
+    else:
+        probability = _pipeline_probability(model, card, features)
+    threshold = float(card["threshold"])
+    return Prediction(str(champion["version"]), probability, probability >= threshold)
+
+
+def _pipeline_probability(model: Any, card: Mapping[str, Any], features: Any) -> np.ndarray:
+    import pandas as pd
+
+    schema = card["schema"]
+    frame = pd.DataFrame({
+        **{n: _numbers(features[n]) for n in schema["numeric_features"]},
+        # NaN, not None: SimpleImputer(missing_values=nan) leaves None in object columns alone.
+        **{n: pd.Series([np.nan if _missing(v) else str(v) for v in features[n]], dtype=object)
+           for n in schema["categorical_features"]},
+    })
+    return np.asarray(model.predict_proba(frame[list(card["features"])])[:, 1], dtype="float64")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _numbers(values: Any) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype="float64") \
+        if isinstance(values, list) else np.asarray(values, dtype="float64")
+
+
+def _codes(values: Any, categories: Sequence[str], unknown: int) -> np.ndarray:
+    """Index of each value in ``categories`` (missing -> the __missing__ category, when
+    the model saw it); anything else -> ``unknown``."""
+    index = {c: i for i, c in enumerate(categories)}
+    missing = index.get(MISSING_CATEGORY, unknown)
+    out = np.fromiter(
+        (missing if _missing(v) else index.get(str(v), unknown) for v in values),
+        dtype=np.int64, count=len(values),
+    )
+    return out
+
+
+class ServingModel:
+    """A numpy-only evaluation of one fitted Pipeline (logistic regression, random forest
+    or CatBoost). ``meta`` is JSON; ``arrays`` are numpy arrays; both live in one .npz."""
+
+    def __init__(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
+        self.meta = meta
+        self.arrays = arrays
+        self.kind = meta["kind"]
+        self.numeric = list(meta["numeric"])
+        self.categorical = list(meta["categorical"])
+
+    # ---- persistence --------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, __meta__=np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8), **self.arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ServingModel:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"serving form format {meta.get('format')!r}: this code reads {FORMAT}")
+        return cls(meta, arrays)
+
+    # ---- evaluation ---------------------------------------------------------------
+    def probability(self, features: Any) -> np.ndarray:
+        numeric = [_numbers(features[n]) for n in self.numeric]
+        if self.kind == "catboost":
+            categorical = [list(features[n]) for n in self.categorical]
+            size = len(numeric[0]) if numeric else len(categorical[0])
+            # in row blocks: the per-split bit matrix of a whole batch would not fit in cache
+            return np.concatenate([
+                self._oblivious([x[i:i + 512] for x in numeric],
+                                dict(zip(self.categorical, [c[i:i + 512] for c in categorical])))
+                for i in range(0, size, 512)
+            ]) if size else np.zeros(0)
+        columns = self._design_columns(numeric, features)
+        if self.kind == "logistic_regression":
+            return self._linear(columns)
+        if self.kind == "random_forest":
+            return self._forest(columns)
+        raise ValueError(f"unknown serving form kind {self.kind!r}")
+
+    def _design_columns(self, numeric: list[np.ndarray], features: Any) -> list[Any]:
+        """The ColumnTransformer's output: imputed (and scaled) numbers, missing
+        indicators, then the one-hot blocks, each given as (codes, width)."""
+        a = self.arrays
+        block = [np.where(np.isnan(x), fill, x) for x, fill in zip(numeric, a["fill"])]
+        block += [np.isnan(numeric[i]).astype("float64") for i in a["indicator"]]
+        if "mean" in a:
+            block = [(x - m) / s for x, m, s in zip(block, a["mean"], a["scale"])]
+        onehots = []
+        for name, categories in zip(self.categorical, self.meta["categories"]):
+            # an unseen category is all zeros (OneHotEncoder(handle_unknown="ignore"))
+            onehots.append((_codes(features[name], categories, -1), len(categories)))
+        return [block, onehots]
+
+    def _linear(self, columns) -> np.ndarray:
+        block, onehots = columns
+        weights = self.arrays["coef"]
+        n = len(block[0]) if block else len(onehots[0][0])
+        z = np.full(n, float(self.arrays["intercept"][0]))
+        for x, w in zip(block, weights):
+            z += x * w
+        offset = len(block)
+        for codes, width in onehots:
+            w = np.append(weights[offset:offset + width], 0.0)  # code -1 -> the appended 0
+            z += w[codes]
+            offset += width
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def _forest(self, columns, chunk: int = 1024) -> np.ndarray:
+        block, onehots = columns
+        parts = [np.column_stack(block)] if block else []
+        for codes, width in onehots:
+            hot = np.zeros((len(codes), width))
+            known = codes >= 0
+            hot[np.flatnonzero(known), codes[known]] = 1.0
+            parts.append(hot)
+        # Trees compare float32 features to float64 thresholds, as sklearn's do.
+        x = np.hstack(parts).astype(np.float32)
+        a = self.arrays
+        feature, threshold, left, right, value = a["feature"], a["threshold"], a["left"], a["right"], a["value"]
+        roots, depth = a["roots"], int(a["max_depth"][0])
+        out = np.empty(len(x))
+        for start in range(0, len(x), chunk):
+            rows = x[start:start + chunk]
+            flat = rows.ravel()
+            base = (np.arange(len(rows)) * rows.shape[1])[:, None]
+            node = np.broadcast_to(roots, (len(rows), len(roots))).copy()
+            for _ in range(depth):  # leaves point at themselves, so extra steps are no-ops
+                go_left = flat[base + feature[node]] <= threshold[node]
+                node = np.where(go_left, left[node], right[node])
+            out[start:start + chunk] = value[node].sum(axis=1) / len(roots)
+        return out
+
+    def _oblivious(self, numeric: list[np.ndarray], features: Any) -> np.ndarray:
+        a = self.arrays
+        n = len(numeric[0]) if numeric else len(features[self.categorical[0]])
+        # CatBoost binarizes float32 features against its (float32) borders.
+        floats = (np.column_stack(numeric) if numeric else np.zeros((n, 0))).astype(np.float32)
+        nan = np.isnan(floats)
+
+        def above(feature, border):
+            bits = floats[:, feature] > border
+            return np.where(nan[:, feature], a["nan_true"][feature], bits)
+
+        kinds = a["split_kind"]
+        bits = np.zeros((n, len(kinds) + 1), dtype=np.int32)  # the last column: a padding split, always 0
+        is_float = np.append(kinds == 0, False)
+        is_cat = np.append(kinds == 1, False)
+        bits[:, is_float] = above(a["split_feature"][kinds == 0], a["border"][kinds == 0])
+        if is_cat.any():
+            joint = np.zeros(n, dtype=np.int64)
+            for name, categories in zip(self.categorical, self.meta["categories"]):
+                # codes: the known values, then one code for every value the model never saw
+                joint = joint * (len(categories) + 1) + _codes(features[name], categories, len(categories))
+            used = a["cond_used"]
+            shift = np.arange(used.shape[1])
+            cond = above(a["cond_feature"], a["cond_border"]) & used  # (n, cat splits, width)
+            combo = (cond.astype(np.int32) << shift).sum(axis=2)
+            rows = np.arange(a["cat_table"].shape[0])
+            bits[:, is_cat] = a["cat_table"][rows, joint[:, None], combo]
+        # tree_splits: (trees, depth) indexes into the split columns, padded with the 0 column
+        leaf = np.zeros((n, a["tree_splits"].shape[0]), dtype=np.int32)
+        for d, column in enumerate(a["tree_splits"].T):
+            leaf |= bits[:, column] << d
+        raw = a["leaf_values"][leaf + a["leaf_start"]].sum(axis=1)
+        raw = a["scale"][0] * raw + a["bias"][0]
+        return 1.0 / (1.0 + np.exp(-raw))
