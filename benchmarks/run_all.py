@@ -6,14 +6,16 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    quick = ["--quick"] if "--quick" in args else []
+    parser = argparse.ArgumentParser(description="Run every benchmarks/bench_*.py in turn.")
+    parser.add_argument("--quick", action="store_true", help="pass --quick: a short smoke run of each")
+    quick = ["--quick"] if parser.parse_args(argv).quick else []
     failed = []
     for script in sorted(Path(__file__).resolve().parent.glob("bench_*.py")):
         print(f"=== {script.name} {' '.join(quick)}".rstrip(), flush=True)
