@@ -104,3 +104,22 @@ def s3_bucket(s3_endpoint: str) -> str:
 def bucket_factory(s3_endpoint: str) -> Callable[[str | None], str]:
     """create_bucket bound to the session's moto server."""
     return lambda name=None: create_bucket(s3_endpoint, name)
+
+
+@pytest.fixture
+def fresh_mysql_url(mysql_url: str) -> Iterator[str]:
+    """Like mysql_url, but a database of its own for one test (exactly-once state would
+    otherwise carry over between tests that load objects of the same name)."""
+    import sqlalchemy as sa
+
+    url = sa.make_url(mysql_url)
+    name = f"{url.database}_{uuid.uuid4().hex[:6]}"
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        engine.dispose()

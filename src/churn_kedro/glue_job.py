@@ -1,0 +1,111 @@
+"""What the Glue wrappers (glue_wrappers/*.py) run: one Kedro pipeline, as a Glue 5.0
+Python job, from the installed wheel.
+
+Job arguments (Glue passes its own too, e.g. --JOB_NAME, --TempDir: they are ignored):
+
+  --bucket BUCKET          the data bucket (CHURN_BUCKET of the aws environment)
+  --db-secret-id ID        the Secrets Manager secret (id or ARN) holding the RDS
+                           connection; only its id travels, never its value
+  --env aws                the Kedro environment (default aws)
+  --conf-source URI        the configuration: a folder or conf-churn_kedro.tar.gz (made by
+                           `kedro package`), local or s3://; default: conf/ beside glue_wrappers/
+  --object-key KEY         ingest only this object (the key of the event's object)
+  --force true             replace an object whose content changed since it was loaded
+  --params K=V,K2=V2       further runtime parameters, as `kedro run --params`
+
+Exits non-zero when the pipeline fails (the seed's scripts printed the error and
+exited 0, so Glue reported success).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger("churn_kedro.glue_job")
+
+PACKAGE = "churn_kedro"
+
+
+def parse_arguments(argv: list[str]) -> dict[str, Any]:
+    """The job's arguments; getResolvedOptions on Glue, argparse elsewhere. Unknown
+    arguments (Glue's own) are tolerated either way."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--db-secret-id", dest="db_secret_id")
+    parser.add_argument("--env", default="aws")
+    parser.add_argument("--conf-source", dest="conf_source")
+    parser.add_argument("--object-key", dest="object_key")
+    parser.add_argument("--force", default="false")
+    parser.add_argument("--params", default="")
+    options = vars(parser.parse_known_args(argv)[0])
+    try:
+        from awsglue.utils import getResolvedOptions  # present on Glue only
+    except ImportError:
+        return options
+    options.update(getResolvedOptions(argv, ["bucket"]))  # Glue's parser is the authority there
+    return options
+
+
+def runtime_params(options: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in filter(None, options["params"].split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--params: {item!r} is not key=value")
+        params[key.strip()] = yaml.safe_load(value)
+    if str(options["force"]).lower() in ("1", "true", "yes"):
+        params["force"] = True
+    if options["object_key"]:
+        params["ingestion.only"] = options["object_key"]
+    return params
+
+
+def conf_source(option: str | None, script: Path) -> str:
+    """A local folder or archive Kedro can read: an s3:// archive is downloaded first."""
+    if option is None:
+        beside = script.resolve().parent.parent / "conf"
+        if not beside.is_dir():
+            raise SystemExit("no configuration: pass --conf-source s3://.../conf-churn_kedro.tar.gz")
+        return str(beside)
+    if "://" not in option:
+        return option
+    import fsspec
+
+    local = Path(tempfile.mkdtemp(prefix="churn-conf-")) / option.rstrip("/").rsplit("/", 1)[-1]
+    fsspec.filesystem(option.split("://", 1)[0]).get(option, str(local), recursive=True)
+    return str(local)
+
+
+def run_pipeline(pipeline: str, argv: list[str], script: str) -> int:
+    """Run ``pipeline`` as a Glue job would; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = parse_arguments(argv)
+    os.environ["CHURN_BUCKET"] = options["bucket"]
+    if options["db_secret_id"]:
+        os.environ["CHURN_DB_SECRET"] = options["db_secret_id"]  # the id; the resolver reads the value
+    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+    try:
+        from kedro.framework.project import configure_project
+        from kedro.framework.session import KedroSession
+
+        configure_project(PACKAGE)  # the installed wheel is the project: no checkout needed
+        with KedroSession.create(
+            project_path=Path.cwd(), env=options["env"], conf_source=conf_source(options["conf_source"], Path(script)),
+            runtime_params=runtime_params(options),
+        ) as session:
+            session.run(pipeline_names=[pipeline])
+    except SystemExit:
+        raise
+    except Exception as exc:
+        logger.error("%s failed: %s", pipeline, exc)
+        return 1
+    logger.info("%s completed", pipeline)
+    return 0
