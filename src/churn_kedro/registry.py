@@ -70,6 +70,9 @@ class ModelRegistry:
         joblib.dump(model, buffer, compress=3)
         self.fs.makedirs(self._version_path(version), exist_ok=True)
         self.fs.pipe_file(self._version_path(version, MODEL_FILE), buffer.getvalue())
+        # [serving, issue 4] numpy-only serving form (serving.npz) for the API's cold start.
+        from churn_kedro.serving.export import save_serving_form
+        save_serving_form(self, version, model, card)
         self.fs.pipe_file(
             self._version_path(version, CARD_FILE), json.dumps(card, indent=2, default=str).encode()
         )

@@ -11,17 +11,32 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import tempfile
 from typing import Any
 
 import numpy as np
 
-from churn_kedro.inference import FORMAT, MISSING_CATEGORY, ServingModel, _pipeline_probability
+from churn_kedro.inference import FORMAT, MISSING_CATEGORY, SERVING_FILE, ServingModel, _pipeline_probability
 
+logger = logging.getLogger(__name__)
 TOLERANCE = 1e-9
 UNSEEN_PROBE = "__never_seen_in_training__"
 MAX_JOINT_CATEGORIES = 50_000
+
+
+def save_serving_form(registry: Any, version: str, model: Any, card: dict[str, Any]) -> bool:
+    """Write versions/<version>/serving.npz beside model.joblib (called by
+    ModelRegistry.register). A model without a serving form is still registered and
+    served from its pickle (slower cold start), with a warning."""
+    try:
+        serving = export_serving_form(model, card)
+    except (UnsupportedModel, ValueError, KeyError, AttributeError) as exc:
+        logger.warning("version %s: no serving form (%s); serving will unpickle the Pipeline", version, exc)
+        return False
+    registry.fs.pipe_file(registry._version_path(version, SERVING_FILE), serving.to_bytes())
+    return True
 
 
 class UnsupportedModel(ValueError):

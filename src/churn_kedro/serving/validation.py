@@ -1,0 +1,134 @@
+"""Request checks against the champion card's schema (the same rules as
+churn_kedro.schema, which the card carries as data; JSON values instead of CSV text).
+
+Every problem names its field (``instances[3].age``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class NonFinite:
+    """A bare NaN / Infinity token in the body (json would parse it to a float)."""
+
+    def __init__(self, token: str):
+        self.token = token
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str, problems: list[dict[str, str]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.problems = problems or []
+
+
+MAX_PROBLEMS = 50
+
+
+def _number_problem(value: Any, rule: dict[str, Any]) -> str | None:
+    if value is None:
+        return None if rule.get("nullable", True) else "missing (null is not allowed)"
+    if isinstance(value, NonFinite):
+        return f"{value.token} is not a finite number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number, got {_describe(value)}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    if rule.get("integer") and value % 1 != 0:
+        return f"{value:g} is not a whole number"
+    for key, bad, words in (("min", lambda b: value < b, "below the minimum"),
+                            ("max", lambda b: value > b, "above the maximum"),
+                            ("gt", lambda b: value <= b, "not greater than"),
+                            ("lt", lambda b: value >= b, "not less than")):
+        if rule.get(key) is not None and bad(rule[key]):
+            return f"{value:g} is {words} {rule[key]:g}"
+    return None
+
+
+def _category_problem(value: Any, rule: dict[str, Any]) -> str | None:
+    if value is None:
+        return None if rule.get("nullable", True) else "missing (null is not allowed)"
+    if not isinstance(value, str):
+        return f"expected a string, got {_describe(value)}"
+    values = rule.get("values")
+    if values is not None and value.strip() not in values:
+        return f"'{value}' is not one of {', '.join(values)}"
+    return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, NonFinite):
+        return value.token
+    kind = {bool: "boolean", str: "string", list: "array", dict: "object", type(None): "null"}.get(
+        type(value), type(value).__name__)
+    text = repr(value) if not isinstance(value, (list, dict)) else ""
+    return f"{kind} {text}".strip()[:80]
+
+
+def check_instances(body: Any, card: dict[str, Any], max_batch: int) -> tuple[list[Any], dict[str, list]]:
+    """(customer ids, {feature: column of values}) of a valid /predict body, else RequestError."""
+    if not isinstance(body, dict):
+        raise RequestError(422, f'the body must be a JSON object {{"instances": [...]}}, got {_describe(body)}')
+    unknown_keys = sorted(set(body) - {"instances"})
+    if unknown_keys:
+        raise RequestError(422, f"unknown top-level field(s) {', '.join(unknown_keys)}; expected only 'instances'")
+    instances = body.get("instances")
+    if not isinstance(instances, list):
+        raise RequestError(422, "instances: missing or not an array of objects",
+                           [{"field": "instances", "problem": "expected an array of objects"}])
+    if not instances:
+        raise RequestError(422, "instances: empty batch; send 1 to "
+                           f"{max_batch} objects", [{"field": "instances", "problem": "empty"}])
+    if len(instances) > max_batch:
+        raise RequestError(413, f"instances: {len(instances)} rows, more than the maximum batch of {max_batch}",
+                           [{"field": "instances", "problem": f"{len(instances)} > {max_batch} rows"}])
+    schema = card["schema"]
+    id_column = schema["id_column"]
+    numeric, categorical = schema["numeric_features"], schema["categorical_features"]
+    known = {id_column, *numeric, *categorical}
+    problems: list[dict[str, str]] = []
+    ids: list[Any] = []
+    columns: dict[str, list] = {name: [] for name in card["features"]}
+
+    def problem(i: int, name: str, text: str) -> None:
+        problems.append({"field": f"instances[{i}].{name}" if name else f"instances[{i}]", "problem": text})
+
+    for i, row in enumerate(instances):
+        if not isinstance(row, dict):
+            problem(i, "", f"expected an object, got {_describe(row)}")
+            continue
+        customer = row.get(id_column)
+        if id_column not in row or customer is None:
+            problem(i, id_column, "missing")
+        elif isinstance(customer, bool) or not isinstance(customer, (int, str)) or customer == "":
+            problem(i, id_column, f"expected an integer or a non-empty string, got {_describe(customer)}")
+        ids.append(customer)
+        for name, rule in numeric.items():
+            if name not in row:
+                problem(i, name, "missing (send null for an unknown value)")
+                continue
+            text = _number_problem(row[name], rule)
+            if text:
+                problem(i, name, text)
+            columns[name].append(row[name])
+        for name, rule in categorical.items():
+            if name not in row:
+                problem(i, name, "missing (send null for an unknown value)")
+                continue
+            text = _category_problem(row[name], rule)
+            if text:
+                problem(i, name, text)
+            value = row[name]
+            columns[name].append(value.strip() if isinstance(value, str) else value)
+        for name in sorted(set(row) - known):
+            problem(i, name, "unknown field")
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise RequestError(422, f"{first['field']}: {first['problem']}{more}", problems[:MAX_PROBLEMS])
+    return ids, columns
