@@ -3,7 +3,7 @@
 #
 #   BUCKET=my-churn-bucket infra/deploy.sh stack          # create/update the stack (keeps the current image tag;
 #                                                         #   no Lambda/API until a tag is given)
-#   BUCKET=my-churn-bucket infra/deploy.sh artifacts      # wheel + conf + Glue scripts -> s3://$BUCKET/glue/
+#   BUCKET=my-churn-bucket infra/deploy.sh artifacts      # kedro package: wheel + conf, and the Glue scripts -> s3://$BUCKET/glue/
 #   BUCKET=my-churn-bucket infra/deploy.sh image v1       # build and push the serving image, tag v1
 #   BUCKET=my-churn-bucket infra/deploy.sh stack v1       # the same stack, now with the Lambda + API on image v1
 #   BUCKET=my-churn-bucket infra/deploy.sh all v1         # all of the above, in order
@@ -48,12 +48,11 @@ deploy_stack() {
 }
 
 upload_artifacts() {
+  # `kedro package`: the wheel and conf-churn_kedro.tar.gz (conf/ without local/*.yml)
   rm -rf dist
-  $PYTHON -m pip wheel --no-deps --wheel-dir dist . >/dev/null
-  # The configuration travels beside the wheel: base + aws, never local/ (credentials).
-  tar -czf dist/conf.tar.gz --exclude='conf/local' conf
+  "$(dirname "$PYTHON")/kedro" package
   aws s3 cp --region "$REGION" "dist/$WHEEL" "s3://$BUCKET/$PREFIX/$WHEEL"
-  aws s3 cp --region "$REGION" dist/conf.tar.gz "s3://$BUCKET/$PREFIX/conf.tar.gz"
+  aws s3 cp --region "$REGION" dist/conf-churn_kedro.tar.gz "s3://$BUCKET/$PREFIX/conf-churn_kedro.tar.gz"
   for script in glue_wrappers/*.py; do
     aws s3 cp --region "$REGION" "$script" "s3://$BUCKET/$PREFIX/scripts/$(basename "$script")"
   done

@@ -136,6 +136,33 @@ def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(tem
         pytest.skip(f"Glue scripts not in the repo yet: {', '.join(missing)}")
 
 
+# Arguments Glue itself reads (https://docs.aws.amazon.com/glue/latest/dg/aws-glue-programming-etl-glue-arguments.html)
+GLUE_OWN_ARGUMENTS = {"--job-language", "--additional-python-modules", "--TempDir",
+                      "--enable-continuous-cloudwatch-log", "--continuous-log-logGroup"}
+
+
+def test_glue_job_arguments_are_the_ones_the_wrappers_read(template):
+    try:
+        glue_job = importlib.import_module("churn_kedro.glue_job")
+    except ModuleNotFoundError:
+        pytest.skip("src/churn_kedro/glue_job.py (issue 3) has not landed yet")
+    for name, job in glue_jobs(template).items():
+        ours = {k: v for k, v in job["DefaultArguments"].items() if k not in GLUE_OWN_ARGUMENTS}
+        if "--db-secret-id" in ours:
+            ours["--db-secret-id"] = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:churn/mysql-AbCdEf"
+        # Glue's command line: its own arguments, then every default argument
+        argv = ["--JOB_ID", "j_1", "--JOB_RUN_ID", "jr_1", "--JOB_NAME", name]
+        for key, value in job["DefaultArguments"].items():
+            value = ours.get(key, value)
+            argv += [key, value["Ref"] if isinstance(value, dict) else value]  # e.g. the log group
+        parsed = glue_job.parse_arguments(argv)
+        expected = {key.lstrip("-").replace("-", "_"): value for key, value in ours.items()}
+        unread = {k: v for k, v in expected.items() if parsed.get(k) != v}
+        assert not unread, f"{name}: churn_kedro.glue_job does not read {unread}"
+        assert parsed["bucket"] == BUCKET and parsed["env"] == "aws"
+        assert parsed["conf_source"].endswith("/conf-churn_kedro.tar.gz")
+
+
 def test_triggers_start_the_right_jobs(template):
     triggers = {name: t["Properties"] for name, t in resources(template, "AWS::Glue::Trigger").items()}
     kinds = {(t["Type"], t["Actions"][0]["JobName"]["Ref"], t.get("WorkflowName", {}).get("Ref"))
