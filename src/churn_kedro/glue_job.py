@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,15 @@ import yaml
 logger = logging.getLogger("churn_kedro.glue_job")
 
 PACKAGE = "churn_kedro"
+PLAIN_LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    "loggers": {"kedro": {"level": "WARNING"}, "kedro.runner": {"level": "INFO"},
+                "kedro.validation": {"level": "ERROR"}, "churn_kedro": {"level": "INFO"}},
+    "root": {"level": "WARNING", "handlers": ["stderr"]},
+}
 
 
 def parse_arguments(argv: list[str]) -> dict[str, Any]:
@@ -86,17 +97,20 @@ def conf_source(option: str | None, script: Path) -> str:
 
 def run_pipeline(pipeline: str, argv: list[str], script: str) -> int:
     """Run ``pipeline`` as a Glue job would; returns the process exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.config.dictConfig(PLAIN_LOGGING)
+    warnings.filterwarnings("ignore", message="register_new_resolver")  # Kedro's own, every run
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     options = parse_arguments(argv)
     os.environ["CHURN_BUCKET"] = options["bucket"]
     if options["db_secret_id"]:
         os.environ["CHURN_DB_SECRET"] = options["db_secret_id"]  # the id; the resolver reads the value
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
     try:
-        from kedro.framework.project import configure_project
+        from kedro.framework.project import LOGGING, configure_project
         from kedro.framework.session import KedroSession
 
         configure_project(PACKAGE)  # the installed wheel is the project: no checkout needed
+        LOGGING.configure(PLAIN_LOGGING)  # plain lines for CloudWatch, not Kedro's rich console
         with KedroSession.create(
             project_path=Path.cwd(), env=options["env"], conf_source=conf_source(options["conf_source"], Path(script)),
             runtime_params=runtime_params(options),
