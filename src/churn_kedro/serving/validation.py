@@ -78,13 +78,13 @@ def check_instances(body: Any, card: dict[str, Any], max_batch: int) -> tuple[li
     instances = body.get("instances")
     if not isinstance(instances, list):
         raise RequestError(422, "instances: missing or not an array of objects",
-                           [{"field": "instances", "problem": "expected an array of objects"}])
+                           [{"field": "instances", "problem": "missing or not an array of objects"}])
     if not instances:
-        raise RequestError(422, "instances: empty batch; send 1 to "
-                           f"{max_batch} objects", [{"field": "instances", "problem": "empty"}])
+        empty = f"empty batch; send 1 to {max_batch} objects"
+        raise RequestError(422, f"instances: {empty}", [{"field": "instances", "problem": empty}])
     if len(instances) > max_batch:
-        raise RequestError(413, f"instances: {len(instances)} rows, more than the maximum batch of {max_batch}",
-                           [{"field": "instances", "problem": f"{len(instances)} > {max_batch} rows"}])
+        large = f"{len(instances)} rows, more than the maximum batch of {max_batch}"
+        raise RequestError(413, f"instances: {large}", [{"field": "instances", "problem": large}])
     schema = card["schema"]
     id_column = schema["id_column"]
     numeric, categorical = schema["numeric_features"], schema["categorical_features"]

@@ -1,0 +1,386 @@
+"""The inference API (issue 4): real HTTP against `python -m churn_kedro.serving` on a
+free port, the Lambda handler with canonical v1/v2 events, hot swap, the serving form
+against the Pipelines, and the import budget of the serving package."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import free_port
+from serving_fixtures import SCHEMA, build_registry, card, feature_frame, fit, instances
+
+from churn_kedro.inference import MISSING_CATEGORY, SERVING_FILE, ServingModel, predict
+from churn_kedro.registry import ModelRegistry
+from churn_kedro.schema import validate_frame
+from churn_kedro.serving.app import Application
+from churn_kedro.serving.export import export_serving_form
+from churn_kedro.serving.lambda_handler import handler
+
+FAMILIES = ("logistic_regression", "random_forest", "catboost")
+
+
+@pytest.fixture(scope="module")
+def registry_template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("template") / "registry"
+    build_registry(root, FAMILIES, promote="v3-catboost")
+    return root
+
+
+@pytest.fixture
+def registry(registry_template, tmp_path) -> ModelRegistry:
+    root = tmp_path / "registry"
+    shutil.copytree(registry_template, root)
+    return ModelRegistry(str(root))
+
+
+class Server:
+    def __init__(self, registry_root, refresh: float, max_batch: int = 50):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "churn_kedro.serving", "--host", "127.0.0.1", "--port", str(self.port),
+             "--registry", str(registry_root), "--refresh-seconds", str(refresh), "--max-batch", str(max_batch)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/openapi.json", timeout=2).read()
+                return
+            except (urllib.error.URLError, ConnectionError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"server did not start:\n{self.process.stdout.read()}")
+                time.sleep(0.1)
+
+    def request(self, method: str, path: str, body: bytes | str | dict | None = None,
+                content_type: str | None = "application/json") -> tuple[int, dict, dict]:
+        data = json.dumps(body).encode() if isinstance(body, dict) else (
+            body.encode() if isinstance(body, str) else body)
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read()), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read()), dict(error.headers)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def server(registry):
+    s = Server(registry.url, refresh=0.3)
+    yield s
+    s.stop()
+
+
+# ---- the endpoints over HTTP ------------------------------------------------------------
+
+def test_health_model_openapi(server, registry):
+    status, body, headers = server.request("GET", "/health")
+    assert (status, body) == (200, {"status": "ok", "model_version": "v3-catboost"})
+    assert headers["X-Model-Version"] == "v3-catboost"
+    status, body, _ = server.request("GET", "/model")
+    assert status == 200 and body["card"] == registry.card("v3-catboost")
+    status, body, _ = server.request("GET", "/openapi.json")
+    assert status == 200 and body["openapi"].startswith("3.")
+    assert set(body["paths"]) == {"/predict", "/health", "/model", "/openapi.json"}
+    instance = body["components"]["schemas"]["Instance"]
+    assert instance["properties"]["policy_type"]["enum"] == ["auto", "home", "life"]
+    assert instance["properties"]["age"] == {"type": "integer", "nullable": True, "minimum": 18, "maximum": 110}
+    assert body["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+        "properties"]["instances"]["maxItems"] == 50
+
+
+def test_predict_answers_each_customer_with_the_version(server, registry):
+    rows = instances(20)
+    status, body, headers = server.request("POST", "/predict", {"instances": rows})
+    assert status == 200, body
+    assert body["model_version"] == headers["X-Model-Version"] == "v3-catboost"
+    assert [p["customer_id"] for p in body["predictions"]] == [r["customer_id"] for r in rows]
+    # the same rows through the persisted Pipeline itself
+    frame = pd.DataFrame(rows)
+    frame["policy_type"] = frame["policy_type"].astype(object).where(frame["policy_type"].notna(), np.nan)
+    expected = registry.load_model("v3-catboost").predict_proba(frame[SCHEMA.features].astype(
+        {c: "float64" for c in SCHEMA.numeric_features}))[:, 1]
+    got = np.array([p["churn_probability"] for p in body["predictions"]])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    threshold = registry.card("v3-catboost")["threshold"]
+    assert [p["churn"] for p in body["predictions"]] == [bool(p >= threshold) for p in got]
+
+
+GOOD = {"customer_id": 7, "age": 36, "annual_premium": 2386.5, "policy_type": "auto", "claims_count": 1}
+
+
+def with_(**changes):
+    row = {**GOOD, **changes}
+    return {"instances": [GOOD, {k: v for k, v in row.items() if v is not ...}]}
+
+
+BAD_BODIES = [
+    # (name, body, content type, status, field, words in the problem)
+    ("age as text", with_(age="36"), "application/json", 422, "instances[1].age", "expected a number, got string"),
+    ("premium as bool", with_(annual_premium=True), "application/json", 422, "instances[1].annual_premium", "boolean"),
+    ("missing field", with_(claims_count=...), "application/json", 422, "instances[1].claims_count", "missing"),
+    ("missing id", with_(customer_id=...), "application/json", 422, "instances[1].customer_id", "missing"),
+    ("id as object", with_(customer_id={"a": 1}), "application/json", 422, "instances[1].customer_id", "object"),
+    ("NaN token", json.dumps(with_(age=0)).replace('"age": 0', '"age": NaN'), "application/json", 422,
+     "instances[1].age", "NaN is not a finite number"),
+    ("Infinity token", json.dumps(with_(age=0)).replace('"age": 0', '"age": -Infinity'), "application/json",
+     422, "instances[1].age", "-Infinity is not a finite number"),
+    ("overflow to inf", json.dumps(with_(annual_premium=0)).replace('"annual_premium": 0', '"annual_premium": 1e999'),
+     "application/json", 422, "instances[1].annual_premium", "not a finite number"),
+    ("fractional integer", with_(claims_count=1.5), "application/json", 422, "instances[1].claims_count",
+     "not a whole number"),
+    ("out of bounds", with_(age=150), "application/json", 422, "instances[1].age", "above the maximum 110"),
+    ("not greater than", with_(annual_premium=0), "application/json", 422, "instances[1].annual_premium",
+     "not greater than 0"),
+    ("unseen category", with_(policy_type="boat"), "application/json", 422, "instances[1].policy_type",
+     "'boat' is not one of auto, home, life"),
+    ("category as number", with_(policy_type=3), "application/json", 422, "instances[1].policy_type",
+     "expected a string"),
+    ("unknown field", with_(agee=3), "application/json", 422, "instances[1].agee", "unknown field"),
+    ("instance not an object", {"instances": [GOOD, [1, 2]]}, "application/json", 422, "instances[1]",
+     "expected an object"),
+    ("empty batch", {"instances": []}, "application/json", 422, "instances", "empty"),
+    ("oversized batch", {"instances": [GOOD] * 51}, "application/json", 413, "instances", "51 rows, more than the maximum batch of 50"),
+    ("instances not a list", {"instances": {"a": 1}}, "application/json", 422, "instances", "array"),
+    ("not JSON", "{instances: [", "application/json", 400, None, "not valid JSON"),
+    ("not UTF-8", b"\xff\xfe{", "application/json", 400, None, "not valid JSON"),
+    ("JSON but not an object", "[1, 2]", "application/json", 422, None, "must be a JSON object"),
+    ("wrong content type", json.dumps({"instances": [GOOD]}), "text/plain", 415, None, "application/json"),
+    ("no content type", json.dumps({"instances": [GOOD]}), None, 415, None, "application/json"),
+]
+
+
+@pytest.mark.parametrize("name, body, content_type, status, field, words", BAD_BODIES,
+                         ids=[b[0] for b in BAD_BODIES])
+def test_bad_input_gets_a_4xx_naming_the_field(server, name, body, content_type, status, field, words):
+    got, answer, _ = server.request("POST", "/predict", body, content_type)
+    assert got == status, answer
+    error = answer["error"]
+    assert error["status"] == status and words in error["message"]
+    assert answer["model_version"] == "v3-catboost"
+    if field:
+        assert error["problems"][0]["field"] == field and words in error["problems"][0]["problem"]
+        assert error["message"].startswith(field)
+
+
+def test_every_problem_of_a_batch_is_listed(server):
+    body = {"instances": [GOOD, {**GOOD, "age": "x"}, {**GOOD, "policy_type": "boat", "claims_count": -1}]}
+    status, answer, _ = server.request("POST", "/predict", body)
+    assert status == 422
+    assert [p["field"] for p in answer["error"]["problems"]] == [
+        "instances[1].age", "instances[2].claims_count", "instances[2].policy_type"]
+
+
+def test_wrong_method_and_path(server):
+    status, body, headers = server.request("GET", "/predict", content_type=None)
+    assert status == 405 and headers["Allow"] == "POST" and body["model_version"] == "v3-catboost"
+    status, body, _ = server.request("GET", "/nowhere", content_type=None)
+    assert status == 404 and "/predict" in body["error"]["message"]
+
+
+def test_missing_values_are_the_missing_category(server):
+    body = {"instances": [{**GOOD, "age": None, "policy_type": None}]}
+    status, answer, _ = server.request("POST", "/predict", body)
+    assert status == 200
+    assert 0.0 < answer["predictions"][0]["churn_probability"] < 1.0
+
+
+# ---- champion loading -------------------------------------------------------------------
+
+def test_hot_swap_after_the_refresh_interval(server, registry):
+    assert server.request("GET", "/health")[1]["model_version"] == "v3-catboost"
+    registry.promote("v1-logistic_regression", "swap test")
+    time.sleep(0.5)  # > the server's 0.3 s refresh interval
+    status, body, _ = server.request("POST", "/predict", {"instances": [GOOD]})
+    assert status == 200 and body["model_version"] == "v1-logistic_regression"
+    registry.rollback()
+    time.sleep(0.5)
+    assert server.request("GET", "/health")[1]["model_version"] == "v3-catboost"
+
+
+def test_no_champion_is_503_until_one_is_promoted(tmp_path, registry_template):
+    root = tmp_path / "registry"
+    shutil.copytree(registry_template, root)
+    (root / "champion.json").unlink()
+    s = Server(root, refresh=0.2)
+    try:
+        for method, path in (("GET", "/health"), ("GET", "/model"), ("POST", "/predict")):
+            status, body, _ = s.request(method, path, {"instances": [GOOD]} if method == "POST" else None)
+            assert status == 503, body
+            assert "no champion" in body["error"]["message"] and body["model_version"] is None
+        assert s.request("GET", "/openapi.json")[0] == 200  # the document does not need a model
+        ModelRegistry(str(root)).promote("v2-random_forest", "first")
+        time.sleep(0.4)
+        assert s.request("GET", "/health")[:2] == (200, {"status": "ok", "model_version": "v2-random_forest"})
+    finally:
+        s.stop()
+
+
+def test_corrupted_champion_file_keeps_the_loaded_model(registry):
+    app = Application(registry.url, refresh_seconds=0, max_batch=10)
+    assert app.handle("GET", "/health").status == 200
+    (registry.fs.open(registry._path("champion.json"), "w")).write("{not json")
+    response = app.handle("GET", "/health")
+    assert response.status == 200 and response.body["model_version"] == "v3-catboost"
+    fresh = Application(registry.url, refresh_seconds=0, max_batch=10).handle("GET", "/health")
+    assert fresh.status == 503 and "corrupted" in fresh.body["error"]["message"]
+
+
+def test_version_without_serving_form_is_served_from_its_pickle(registry):
+    registry.fs.rm(registry._version_path("v2-random_forest", SERVING_FILE))
+    registry.promote("v2-random_forest", "test")
+    app = Application(registry.url, refresh_seconds=0, max_batch=100)
+    assert not isinstance(app.champions.get()["model"], ServingModel)
+    rows = instances(30)
+    fallback = app.handle("POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": rows}))
+    registry.fs.pipe_file(registry._version_path("v2-random_forest", SERVING_FILE),
+                          export_serving_form(registry.load_model("v2-random_forest"),
+                                              registry.card("v2-random_forest")).to_bytes())
+    lean = Application(registry.url, refresh_seconds=0, max_batch=100)
+    assert isinstance(lean.champions.get()["model"], ServingModel)
+    served = lean.handle("POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": rows}))
+    a = [p["churn_probability"] for p in fallback.body["predictions"]]
+    b = [p["churn_probability"] for p in served.body["predictions"]]
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+
+
+def test_registry_on_s3(s3_bucket, monkeypatch):
+    root = f"s3://{s3_bucket}/registry"
+    build_registry(root, ("logistic_regression",), promote="v1-logistic_regression")
+    monkeypatch.setenv("CHURN_REGISTRY", root)
+    app = Application(refresh_seconds=0)
+    response = app.handle("POST", "/predict", {"content-type": "application/json"}, json.dumps({"instances": [GOOD]}))
+    assert response.status == 200 and response.body["model_version"] == "v1-logistic_regression"
+
+
+# ---- the Lambda handler with canonical API Gateway events -------------------------------
+
+def rest_v1_event(method: str, path: str, body: str | None, base64_body: bool = False) -> dict:
+    """An API Gateway REST API proxy event (payload 1.0), as in the AWS documentation."""
+    return {
+        "resource": "/{proxy+}", "path": path, "httpMethod": method,
+        "headers": {"Content-Type": "application/json", "Host": "abc123.execute-api.us-east-1.amazonaws.com",
+                    "X-Forwarded-Proto": "https"},
+        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "queryStringParameters": None, "multiValueQueryStringParameters": None,
+        "pathParameters": {"proxy": path.lstrip("/")}, "stageVariables": None,
+        "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": method, "path": f"/v1{path}",
+                           "stage": "v1", "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+                           "identity": {"sourceIp": "127.0.0.1", "apiKey": "test"}},
+        "body": base64.b64encode(body.encode()).decode() if base64_body and body else body,
+        "isBase64Encoded": base64_body,
+    }
+
+
+def http_v2_event(method: str, path: str, body: str | None, base64_body: bool = True) -> dict:
+    """An API Gateway HTTP API event (payload 2.0), as in the AWS documentation."""
+    return {
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": {"content-type": "application/json", "host": "abc123.execute-api.us-east-1.amazonaws.com"},
+        "requestContext": {"accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+                           "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                                    "userAgent": "curl/8"},
+                           "requestId": "JKJaXmPLvHcESHA=", "routeKey": "$default", "stage": "$default",
+                           "time": "10/Mar/2026:00:03:59 +0000", "timeEpoch": 1773100000000},
+        "body": base64.b64encode(body.encode()).decode() if base64_body and body else body,
+        "isBase64Encoded": bool(base64_body and body),
+    }
+
+
+@pytest.mark.parametrize("make_event", [rest_v1_event, http_v2_event], ids=["rest-v1", "http-v2"])
+def test_lambda_handler_answers_v1_and_v2_events(make_event, registry):
+    app = Application(registry.url, refresh_seconds=60, max_batch=10)
+    body = json.dumps({"instances": [GOOD, {**GOOD, "customer_id": "B-2", "policy_type": None}]})
+    response = handler(make_event("POST", "/predict", body), None, app=app)
+    assert response["statusCode"] == 200 and response["isBase64Encoded"] is False
+    answer = json.loads(response["body"])
+    assert answer["model_version"] == response["headers"]["X-Model-Version"] == "v3-catboost"
+    assert [p["customer_id"] for p in answer["predictions"]] == [7, "B-2"]
+    health = handler(make_event("GET", "/health", None), None, app=app)
+    assert health["statusCode"] == 200 and json.loads(health["body"])["status"] == "ok"
+    bad = handler(make_event("POST", "/predict", json.dumps({"instances": [{**GOOD, "age": "old"}]})), None, app=app)
+    assert bad["statusCode"] == 422 and "instances[0].age" in json.loads(bad["body"])["error"]["message"]
+    assert handler(make_event("GET", "/model", None), None, app=app)["statusCode"] == 200
+
+
+def test_lambda_handler_with_a_stage_prefix_and_base64_v1(registry):
+    app = Application(registry.url, refresh_seconds=60)
+    event = rest_v1_event("POST", "/v1/predict", json.dumps({"instances": [GOOD]}), base64_body=True)
+    assert handler(event, None, app=app)["statusCode"] == 200
+
+
+# ---- the serving form and the rules ------------------------------------------------------
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_serving_form_equals_the_pipeline(family):
+    model = fit(family, seed=3)
+    serving = ServingModel.from_bytes(export_serving_form(model, card("v", family)).to_bytes())
+    frame = feature_frame(2000, seed=11)
+    frame.loc[::7, "policy_type"] = "never-seen"  # unseen categories, as the Pipelines see them
+    expected = model.predict_proba(frame[SCHEMA.features])[:, 1]
+    got = predict({"version": "v", "model": serving, "card": card("v", family)}, frame).probability
+    assert np.max(np.abs(got - expected)) <= 1e-9
+
+
+def test_missing_category_constant_matches_the_models():
+    from churn_kedro.pipelines.data_science import models
+
+    assert models.MISSING_CATEGORY == MISSING_CATEGORY
+
+
+def test_request_rules_agree_with_the_schema():
+    """The API rejects exactly the rows that churn_kedro.schema would quarantine."""
+    rows = [GOOD, {**GOOD, "age": 17}, {**GOOD, "age": 18}, {**GOOD, "age": 110.5}, {**GOOD, "annual_premium": 0},
+            {**GOOD, "annual_premium": 0.01}, {**GOOD, "claims_count": -1}, {**GOOD, "claims_count": 2.0},
+            {**GOOD, "policy_type": "boat"}, {**GOOD, "policy_type": None}, {**GOOD, "age": None},
+            {**GOOD, "policy_type": " home "}]
+    from churn_kedro.serving.validation import RequestError, check_instances
+
+    card_ = card("v", "catboost")
+    api_rejects = []
+    for i, row in enumerate(rows):
+        try:
+            check_instances({"instances": [{**row, "customer_id": i}]}, card_, 10)
+            api_rejects.append(False)
+        except RequestError:
+            api_rejects.append(True)
+    text = pd.DataFrame([{k: "" if v is None else str(v) for k, v in {**r, "customer_id": i}.items()}
+                         for i, r in enumerate(rows)])
+    result = validate_frame(text, SCHEMA, "rows.csv", labelled=False)
+    schema_rejects = [i + 1 in set(result.rejected["row_number"]) for i in range(len(rows))]
+    assert api_rejects == schema_rejects
+
+
+def test_serving_imports_neither_kedro_nor_training_code(registry):
+    code = (
+        "import json, sys\n"
+        "from churn_kedro.serving.lambda_handler import handler\n"
+        "r = handler({'httpMethod': 'POST', 'path': '/predict', 'headers': {'content-type': 'application/json'},"
+        f" 'body': json.dumps({{'instances': [{GOOD!r}]}})}})\n"
+        "assert r['statusCode'] == 200, r\n"
+        "heavy = sorted(m for m in ('kedro', 'sklearn', 'pandas', 'catboost', 'joblib', 'churn_kedro.pipelines',"
+        " 'churn_kedro.schema') if m in sys.modules)\n"
+        "print(json.dumps(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={"CHURN_REGISTRY": registry.url, "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
