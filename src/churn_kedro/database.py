@@ -99,7 +99,10 @@ def create_engine(url: str | sa.URL, **kwargs) -> sa.Engine:
 def create_tables(engine: sa.Engine, schema: Schema | None = None) -> sa.MetaData:
     """Create the tables that do not exist yet (idempotent) and return their metadata."""
     metadata = build_metadata(schema)
-    metadata.create_all(engine)
+    try:
+        metadata.create_all(engine)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+        metadata.create_all(engine)  # a concurrent run created a table between check and create
     return metadata
 
 

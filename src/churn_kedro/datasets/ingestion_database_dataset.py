@@ -59,9 +59,8 @@ class IngestionDatabase:
 
     def __init__(self, engine: sa.Engine, schema: Schema | None = None):
         self.engine = engine
-        self.metadata = database.build_metadata(schema)
+        self.metadata = database.create_tables(engine, schema)
         self.schema = schema
-        self.metadata.create_all(engine)
 
     @property
     def is_mysql(self) -> bool:

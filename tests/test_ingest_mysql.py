@@ -1,0 +1,101 @@
+"""Ingestion into the real MariaDB (the RDS stand-in): LOAD DATA LOCAL INFILE inside the
+object's transaction, exactly-once under re-runs and concurrent runs, and a run killed
+half-way leaves nothing behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from churn_kedro.schema import Schema, validate_frame
+from test_ingest import HEADER, SAMPLE, SCHEMA, good_rows, ingest, snapshot
+
+pytestmark = pytest.mark.mysql
+
+TESTS = Path(__file__).parent
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = [tuple(r) for r in conn.exec_driver_sql(sql).all()]
+    engine.dispose()
+    return rows
+
+
+def test_the_sample_loads_once_with_the_same_rows_as_a_whole_file_validation(tmp_path, fresh_mysql_url):
+    text = SAMPLE.read_text().replace("\n1,", '\n"1,x\\y""z",', 1)  # an id with a comma, backslash, quote
+    path = snapshot(tmp_path / "raw", "2026-11-01_06-00-00", text)
+
+    first = ingest(tmp_path, fresh_mysql_url, chunk_rows=700)
+    second = ingest(tmp_path, fresh_mysql_url)
+
+    whole = validate_frame(pd.read_csv(path, dtype=str), Schema.from_params(SCHEMA), "whole")
+    loaded = pd.DataFrame(query(fresh_mysql_url, "SELECT customer_id, age, annual_premium, claims_count, "
+                                                 "policy_type, churn FROM policies_raw"),
+                          columns=whole.valid.columns)
+    expected = whole.valid.sort_values("customer_id").reset_index(drop=True)
+    plain = lambda f: f.astype(object).where(f.notna(), None)  # noqa: E731 - None is missing either way
+    pd.testing.assert_frame_equal(plain(loaded.sort_values("customer_id").reset_index(drop=True)), plain(expected),
+                                  check_dtype=False)
+    assert 'x\\y"z' in loaded["customer_id"].iloc[0] + "".join(loaded["customer_id"])
+    assert first["loaded"][0]["rows_loaded"] == len(whole.valid) and second["skipped"] == [f"raw/{path.name}"]
+    assert query(fresh_mysql_url, "SELECT COUNT(*) FROM quarantine") == [(len(whole.rejected),)]
+
+
+def test_two_concurrent_runs_load_an_object_once(tmp_path, fresh_mysql_url):
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + good_rows(1, 20000))
+    reports, errors = [], []
+
+    def run() -> None:
+        try:
+            reports.append(ingest(tmp_path, fresh_mysql_url, chunk_rows=2000))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert sorted(len(r["loaded"]) for r in reports) == [0, 1]
+    assert query(fresh_mysql_url, "SELECT COUNT(*) FROM policies_raw") == [(20000,)]
+
+
+KILLED_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_ingest import ingest
+ingest(Path({root!r}), {url!r}, chunk_rows=5000)
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_half_way_leaves_nothing_and_the_next_run_loads_the_object_whole(tmp_path, fresh_mysql_url):
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + good_rows(1, 200000))
+    code = KILLED_RUN.format(tests=str(TESTS), root=str(tmp_path), url=fresh_mysql_url)
+    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # wait until some chunks are in the open transaction
+        if "15000 rows loaded" in line:
+            break
+    process.send_signal(signal.SIGKILL)  # the connection drops mid-transaction
+    process.wait(30)
+
+    for table in ("policies_raw", "quarantine", "ingestion_log"):
+        assert query(fresh_mysql_url, f"SELECT COUNT(*) FROM {table}") == [(0,)]
+
+    report = ingest(tmp_path, fresh_mysql_url, chunk_rows=50000)
+
+    assert [r["rows_loaded"] for r in report["loaded"]] == [200000]
+    assert query(fresh_mysql_url, "SELECT COUNT(*), MIN(`row_number`), MAX(`row_number`) FROM policies_raw") == \
+        [(200000, 1, 200000)]
