@@ -21,6 +21,7 @@ venv: $(BIN)/kedro
 run: $(BIN)/kedro
 	$(BIN)/kedro run --pipeline ingest_raw
 	$(BIN)/kedro run --pipeline retrain $(RETRAIN_ARGS)
+	$(BIN)/kedro run --pipeline ingest_processed
 	$(BIN)/churn-registry status
 
 test: $(BIN)/kedro
