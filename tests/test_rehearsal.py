@@ -101,6 +101,19 @@ class Stack:
             workflow = rule["Properties"]["Targets"][0]["Arn"]["Fn::Sub"].rsplit("${", 1)[1].rstrip("}")
             self.queues[workflow] = queue_url
 
+    def upload_artifacts(self, workdir: Path) -> None:
+        """What infra/deploy.sh artifacts puts under glue/: here the configuration archive
+        as `kedro package` builds it (conf/ without local/*.yml), at the job's --conf-source.
+        The wheel is the installed package and the scripts run from the checkout."""
+        archive = workdir / "conf-churn_kedro.tar.gz"
+        subprocess.run(["tar", "--exclude=local/*.yml", "-czf", str(archive), f"--directory={REPO}", "conf"],
+                       check=True)
+        location = resolve(self.template["Resources"]["IngestRawJob"]["Properties"]["DefaultArguments"],
+                           self.template, self.parameters)["--conf-source"]
+        bucket, key = location.removeprefix("s3://").split("/", 1)
+        assert bucket == self.bucket
+        self.s3.upload_file(str(archive), bucket, key)
+
     def job_arguments(self, job: str) -> list[str]:
         """The command line Glue gives the job's script: its own arguments, then the
         job's DefaultArguments from the template (with this stack's values)."""
@@ -215,6 +228,8 @@ def count(engine: sa.Engine, table: str, source_file: str) -> int:
 def test_the_seed_workflow_end_to_end(template, s3_endpoint, mysql_url, tmp_path):
     stack = Stack(template, s3_endpoint, mysql_url, tmp_path / "glue")
     stack.workdir.mkdir()
+    stack.upload_artifacts(tmp_path)
+    assert stack.events_for("IngestRawWorkflow") == []  # glue/ is no snapshot prefix
     engine = sa.create_engine(mysql_url)
 
     # 1. a raw snapshot lands -> the raw rule matches -> ingest_raw -> rows in MariaDB
