@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 
 import pandas as pd
@@ -78,6 +79,14 @@ def test_run_outputs(twice):
     assert report["rows_valid"] + report["rows_rejected"] == report["rows_read"] == raw_rows
     assert report["rows_valid"] == len(processed)
     assert quarantine["reason"].str.contains(":").all()
+
+    # make run loaded the raw snapshot and the processed one into SQLite, once each
+    with sqlite3.connect(project / "data/churn.db") as db:
+        count = lambda table: db.execute(f"select count(*) from {table}").fetchone()[0]  # noqa: E731
+        assert count("policies_raw") == report["rows_valid"]
+        assert count("quarantine") == report["rows_rejected"]
+        assert count("policies_processed") == len(processed)
+        assert count("ingestion_log") == 2
 
     for plot in ("roc", "pr", "calibration", "gains"):
         assert (project / f"data/08_reporting/{plot}.png").stat().st_size > 10_000
