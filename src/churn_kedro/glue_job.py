@@ -61,7 +61,8 @@ def parse_arguments(argv: list[str]) -> dict[str, Any]:
         from awsglue.utils import getResolvedOptions  # present on Glue only
     except ImportError:
         return options
-    options.update(getResolvedOptions(argv, ["bucket"]))  # Glue's parser is the authority there
+    # Glue's parser is the authority there; it skips args[0] (it expects sys.argv, script first)
+    options.update(getResolvedOptions([sys.argv[0], *argv], ["bucket"]))
     return options
 
 
