@@ -37,7 +37,7 @@ bench: $(BIN)/kedro
 	$(BIN)/python benchmarks/run_all.py
 
 watch: $(BIN)/kedro
-	$(BIN)/kedro watch
+	$(BIN)/python -m churn_kedro.watch
 
 constraints: $(BIN)/kedro
 	{ echo "# Every package of the dev environment, pinned (pip install -c constraints.txt). Regenerate: make constraints"; \
