@@ -112,8 +112,8 @@ class Application:
         ids, columns = check_instances(document, champion["card"], self.max_batch)
         result = predict(champion, columns)
         predictions = [
-            {"customer_id": customer, "churn_probability": float(p), "churn": bool(label)}
-            for customer, p, label in zip(ids, result.probability, result.label)
+            {"customer_id": customer, "churn_probability": p, "churn": label}
+            for customer, p, label in zip(ids, result.probability.tolist(), result.label.tolist())
         ]
         return self._answer(200, {"model_version": result.model_version,
                                   "threshold": float(champion["card"]["threshold"]),
