@@ -238,7 +238,7 @@ def validate_frame(
 
     for rule in schema.numeric:
         cells = text(rule.name)
-        numbers = pd.to_numeric(cells, errors="coerce").astype("float64")
+        numbers = _to_float(cells)
         shown = cells.fillna("")
         fail(cells.notna() & numbers.isna(), lambda r: rule.name + ": '" + shown[r] + "' is not a number")
         fail(np.isinf(numbers), lambda r: rule.name + ": '" + shown[r] + "' is not finite")
@@ -305,6 +305,19 @@ def validate_frame(
         columns=_QUARANTINE_COLUMNS,
     )
     return ValidationResult(valid=valid, rejected=rejected)
+
+
+def _to_float(cells: pd.Series) -> pd.Series:
+    """``pd.to_numeric(errors="coerce")`` as float64; through Arrow's parser when every
+    cell parses (the usual chunk: ~10x faster), else pandas' cell-by-cell coercion."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        parsed = pc.cast(pa.array(cells, type=pa.string(), from_pandas=True), pa.float64())
+        return pd.Series(parsed.to_numpy(zero_copy_only=False), index=cells.index, dtype="float64")
+    except Exception:  # a cell Arrow cannot parse (or no pyarrow): coerce it to NaN as before
+        return pd.to_numeric(cells, errors="coerce").astype("float64")
 
 
 def _reject_duplicates(raw, ids, first_row_number, id_column, fail) -> None:

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from churn_kedro.database import SPLIT_COLUMN
@@ -52,15 +53,23 @@ def processed_schema(schema: Schema) -> Schema:
     )
 
 
-def _hash(frame: pd.DataFrame | pd.Series) -> pd.Index:
-    return pd.Index(pd.util.hash_pandas_object(frame, index=False).to_numpy())
+def _hash(frame: pd.DataFrame | pd.Series) -> np.ndarray:
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Membership of ``values`` in the sorted ``keys`` (binary search: no hash table to
+    rebuild as the file grows); returns (found mask, positions in keys)."""
+    positions = np.searchsorted(keys, values).clip(max=max(len(keys) - 1, 0))
+    found = keys[positions] == values if len(keys) else np.zeros(len(values), dtype=bool)
+    return found, positions
 
 
 class DuplicateTracker:
     """The duplicate rule of validate_frame across the chunks of one file.
 
     validate_frame sees one chunk; this remembers a 64-bit hash of each distinct row
-    and of each id seen in earlier chunks (about 16 bytes a row, not the rows), so a
+    and of each id seen in earlier chunks (about 24 bytes a row, not the rows), so a
     chunked load rejects exactly the rows a whole-file validation would: an exact
     repeat of an earlier row, and every row of an id that comes with different values
     (rows of it loaded from earlier chunks are retracted to quarantine).
@@ -68,8 +77,9 @@ class DuplicateTracker:
 
     def __init__(self, id_column: str):
         self.id_column = id_column
-        self.first_rows = pd.Series([], index=pd.Index([], dtype="uint64"), dtype="int64")
-        self.ids = pd.Index([], dtype="uint64")
+        self.row_keys = np.empty(0, dtype="uint64")  # sorted hashes of distinct rows
+        self.row_numbers = np.empty(0, dtype="int64")  # the first row of each, aligned
+        self.id_keys = np.empty(0, dtype="uint64")  # sorted hashes of ids
         self.conflicting: set[str] = set()
 
     def check(self, raw: pd.DataFrame, first_row_number: int) -> tuple[pd.Series, dict[str, str]]:
@@ -77,27 +87,28 @@ class DuplicateTracker:
         earlier chunks, and the ids whose earlier loaded rows must be retracted."""
         ids = raw[self.id_column].astype("string").str.strip()
         ids = ids.mask(ids == "")
+        has_id = ids.notna().to_numpy()
         row_hashes = _hash(raw)
         id_hashes = _hash(ids.fillna(""))
-        repeats = row_hashes.isin(self.first_rows.index)
-        seen_id = ids.notna().to_numpy() & id_hashes.isin(self.ids) & ~repeats
+        repeats, where = _lookup(self.row_keys, row_hashes)
+        seen_id = has_id & _lookup(self.id_keys, id_hashes)[0] & ~repeats
         reasons = pd.Series(index=raw.index, dtype=object)
         if repeats.any():
-            earlier = self.first_rows.reindex(row_hashes[repeats]).to_numpy()
-            reasons[repeats] = [f"duplicate: repeats row {n}" for n in earlier]
+            reasons[repeats] = [f"duplicate: repeats row {n}" for n in self.row_numbers[where[repeats]]]
         retract = {}
-        if seen_id.any():
-            for position in seen_id.nonzero()[0]:
-                value = ids.iloc[position]
-                reason = f"{self.id_column}: '{value}' appears on several rows with different values"
-                reasons.iloc[position] = reason
-                if value not in self.conflicting:
-                    self.conflicting.add(value)
-                    retract[value] = reason
-        fresh = ~row_hashes.isin(self.first_rows.index) & ~row_hashes.duplicated()
-        numbers = pd.Series(range(first_row_number, first_row_number + len(raw)), dtype="int64")
-        self.first_rows = pd.concat([self.first_rows, pd.Series(numbers[fresh].to_numpy(), index=row_hashes[fresh])])
-        self.ids = self.ids.append(id_hashes[ids.notna().to_numpy()]).unique()
+        for position in seen_id.nonzero()[0]:
+            value = ids.iloc[position]
+            reason = f"{self.id_column}: '{value}' appears on several rows with different values"
+            reasons.iloc[position] = reason
+            if value not in self.conflicting:
+                self.conflicting.add(value)
+                retract[value] = reason
+        fresh = ~repeats & ~pd.Series(row_hashes).duplicated().to_numpy()
+        numbers = np.arange(first_row_number, first_row_number + len(raw), dtype="int64")
+        keys = np.concatenate([self.row_keys, row_hashes[fresh]])
+        order = np.argsort(keys, kind="stable")
+        self.row_keys, self.row_numbers = keys[order], np.concatenate([self.row_numbers, numbers[fresh]])[order]
+        self.id_keys = np.sort(np.concatenate([self.id_keys, id_hashes[has_id]]))
         return reasons.dropna(), retract
 
 
