@@ -154,7 +154,7 @@ class ServingModel:
             offset += width
         return 1.0 / (1.0 + np.exp(-z))
 
-    def _forest(self, columns, chunk: int = 1024) -> np.ndarray:
+    def _forest(self, columns, chunk: int = 256) -> np.ndarray:
         block, onehots = columns
         parts = [np.column_stack(block)] if block else []
         for codes, width in onehots:
@@ -162,20 +162,22 @@ class ServingModel:
             known = codes >= 0
             hot[np.flatnonzero(known), codes[known]] = 1.0
             parts.append(hot)
-        # Trees compare float32 features to float64 thresholds, as sklearn's do.
-        x = np.hstack(parts).astype(np.float32)
+        x = np.hstack(parts).astype(np.float32)  # sklearn's trees see float32 features
         a = self.arrays
-        feature, threshold, left, right, value = a["feature"], a["threshold"], a["left"], a["right"], a["value"]
+        # threshold32: the largest float32 <= each float64 threshold, so that float32
+        # x <= threshold32 exactly when x <= threshold (sklearn's comparison)
+        feature, threshold, children, value = a["feature"], a["threshold32"], a["children"], a["value"]
         roots, depth = a["roots"], int(a["max_depth"][0])
         out = np.empty(len(x))
+        width = np.int32(x.shape[1])
         for start in range(0, len(x), chunk):
-            rows = x[start:start + chunk]
-            flat = rows.ravel()
-            base = (np.arange(len(rows)) * rows.shape[1])[:, None]
-            node = np.broadcast_to(roots, (len(rows), len(roots))).copy()
+            flat = x[start:start + chunk].ravel()
+            count = len(flat) // x.shape[1]
+            base = (np.arange(count, dtype=np.int32) * width)[:, None]
+            node = np.broadcast_to(roots, (count, len(roots))).copy()
             for _ in range(depth):  # leaves point at themselves, so extra steps are no-ops
-                go_left = flat[base + feature[node]] <= threshold[node]
-                node = np.where(go_left, left[node], right[node])
+                right = flat[base + feature[node]] > threshold[node]
+                node = children[2 * node + right]
             out[start:start + chunk] = value[node].sum(axis=1) / len(roots)
         return out
 

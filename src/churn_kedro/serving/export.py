@@ -63,7 +63,7 @@ def export_serving_form(model: Any, card: dict[str, Any], check: bool = True) ->
     return serving
 
 
-def check_serving_form(model: Any, serving: ServingModel, card: dict[str, Any], rows: int = 400) -> float:
+def check_serving_form(model: Any, serving: ServingModel, card: dict[str, Any], rows: int = 2000) -> float:
     """Largest |Pipeline - serving form| probability on probe rows; raises above 1e-9."""
     probe = probe_rows(card, rows)
     expected = _pipeline_probability(model, card, probe)
@@ -154,10 +154,15 @@ def _forest(preprocess, estimator) -> ServingModel:
         roots.append(offset)
         offset += count
         depth = max(depth, tree.max_depth)
+    threshold = np.concatenate(thresholds)
+    threshold32 = threshold.astype(np.float32)
+    above = threshold32.astype(np.float64) > threshold  # rounded up: step down one float32
+    threshold32[above] = np.nextafter(threshold32[above], np.float32(-np.inf))
     arrays.update(
-        feature=np.concatenate(features).astype(np.int64), threshold=np.concatenate(thresholds),
-        left=np.concatenate(lefts).astype(np.int64), right=np.concatenate(rights).astype(np.int64),
-        value=np.concatenate(values), roots=np.asarray(roots, dtype=np.int64),
+        feature=np.concatenate(features).astype(np.int32), threshold32=threshold32,
+        # children[2 * node] is the left child, children[2 * node + 1] the right one
+        children=np.column_stack([np.concatenate(lefts), np.concatenate(rights)]).ravel().astype(np.int32),
+        value=np.concatenate(values), roots=np.asarray(roots, dtype=np.int32),
         max_depth=np.asarray([depth], dtype=np.int64),
     )
     return ServingModel({"format": FORMAT, "kind": "random_forest", **meta}, arrays)
@@ -300,5 +305,10 @@ def _float_values(conditions, bits: int, count: int) -> list[float] | None:
     for lo, hi in zip(low, high):
         if not lo < hi:
             return None
-        values.append(hi if np.isfinite(hi) else (lo + 1.0 if np.isfinite(lo) else 0.0))
+        if np.isfinite(hi):
+            values.append(hi)  # value <= hi, and hi > lo
+        elif np.isfinite(lo):  # clearly above lo, also once rounded to float32 (lo may be -FLT_MAX)
+            values.append(lo + max(1.0, abs(lo) * 1e-3))
+        else:
+            values.append(0.0)
     return values
