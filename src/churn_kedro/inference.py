@@ -182,36 +182,36 @@ class ServingModel:
         return out
 
     def _oblivious(self, numeric: list[np.ndarray], features: Any) -> np.ndarray:
+        """Split outcomes are laid out one row per split (splits x customers): gathering
+        whole rows is what makes the per-tree leaf index cheap."""
         a = self.arrays
         n = len(numeric[0]) if numeric else len(features[self.categorical[0]])
         # CatBoost binarizes float32 features against its (float32) borders.
-        floats = (np.column_stack(numeric) if numeric else np.zeros((n, 0))).astype(np.float32)
+        floats = np.array(numeric, dtype=np.float32).reshape(len(numeric), n)
         nan = np.isnan(floats)
 
         def above(feature, border):
-            bits = floats[:, feature] > border
-            return np.where(nan[:, feature], a["nan_true"][feature], bits)
+            return np.where(nan[feature], a["nan_true"][feature][..., None], floats[feature] > border[..., None])
 
         kinds = a["split_kind"]
-        bits = np.zeros((n, len(kinds) + 1), dtype=np.int32)  # the last column: a padding split, always 0
-        is_float = np.append(kinds == 0, False)
-        is_cat = np.append(kinds == 1, False)
-        bits[:, is_float] = above(a["split_feature"][kinds == 0], a["border"][kinds == 0])
-        if is_cat.any():
+        bits = np.zeros((len(kinds) + 1, n), dtype=np.uint8)  # the last row: a padding split, always 0
+        bits[:-1][kinds == 0] = above(a["split_feature"][kinds == 0], a["border"][kinds == 0])
+        if (kinds == 1).any():
             joint = np.zeros(n, dtype=np.int64)
             for name, categories in zip(self.categorical, self.meta["categories"]):
                 # codes: the known values, then one code for every value the model never saw
                 joint = joint * (len(categories) + 1) + _codes(features[name], categories, len(categories))
-            used = a["cond_used"]
-            shift = np.arange(used.shape[1])
-            cond = above(a["cond_feature"], a["cond_border"]) & used  # (n, cat splits, width)
-            combo = (cond.astype(np.int32) << shift).sum(axis=2)
-            rows = np.arange(a["cat_table"].shape[0])
-            bits[:, is_cat] = a["cat_table"][rows, joint[:, None], combo]
-        # tree_splits: (trees, depth) indexes into the split columns, padded with the 0 column
-        leaf = np.zeros((n, a["tree_splits"].shape[0]), dtype=np.int32)
-        for d, column in enumerate(a["tree_splits"].T):
-            leaf |= bits[:, column] << d
-        raw = a["leaf_values"][leaf + a["leaf_start"]].sum(axis=1)
+            cond = above(a["cond_feature"], a["cond_border"]) & a["cond_used"][..., None]  # (splits, width, n)
+            combo = np.zeros((cond.shape[0], n), dtype=np.int64)
+            for k in range(cond.shape[1]):
+                combo |= cond[:, k].astype(np.int64) << k
+            table = a["cat_table"]
+            bits[:-1][kinds == 1] = table[np.arange(table.shape[0])[:, None], joint[None, :], combo]
+        # tree_splits: (trees, depth) rows of ``bits``, padded with the always-0 row
+        splits = a["tree_splits"]
+        leaf = bits[splits[:, 0]].astype(np.int32)
+        for d in range(1, splits.shape[1]):
+            leaf |= bits[splits[:, d]].astype(np.int32) << d
+        raw = a["leaf_values"][leaf + a["leaf_start"][:, None]].sum(axis=0)
         raw = a["scale"][0] * raw + a["bias"][0]
         return 1.0 / (1.0 + np.exp(-raw))

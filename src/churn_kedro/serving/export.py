@@ -236,6 +236,8 @@ def _oblivious(preprocess, estimator, card: dict[str, Any]) -> ServingModel:
     kinds = np.array([0 if binary[i][0] == "float" else 1 for i in order], dtype=np.int64)
     cat_splits = [i for i in order if binary[i][0] != "float"]
     width = max([len(binary[i][1]) for i in cat_splits if binary[i][0] == "ctr"] + [0])
+    if width > 16 or max(depths, default=0) >= 16:
+        raise UnsupportedModel("trees deeper than 16 or CTRs of more than 16 float borders")
     sizes = [len(c) + 1 for c in categories]
     joint_count = int(np.prod(sizes)) if categories else 1
     if joint_count * 2 ** width > MAX_JOINT_CATEGORIES:
