@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from churn_kedro.inference import SERVING_FILE, ServingModel
-from churn_kedro.registry import CHAMPION_FILE, ModelRegistry, RegistryError
+from churn_kedro.registry import CHAMPION_FILE, ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class ChampionSource:
                 previous = self._current["version"] if self._current else None
                 self._current = loaded  # the swap: one assignment
                 logger.info("serving champion %s (was %s)", loaded["version"], previous)
-        except (RegistryError, OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to read must not take the API down
             # Keep answering with the model we have; without one, say why.
             self._problem = f"cannot read the champion from {self.location}: {exc}"
             logger.error(self._problem)
