@@ -305,6 +305,9 @@ def test_the_seed_workflow_end_to_end(template, s3_endpoint, mysql_url, tmp_path
         assert defender.decision == ("retired" if decision == "promoted" else "kept")
         champion = stack.get_json("registry/champion.json")
         assert (champion["version"] != first_version) == (decision == "promoted")
+        print(f"drifted snapshot: challenger {decision} ({runs['reason'].iloc[-1]}); "
+              f"holdout ROC-AUC challenger {runs['holdout_roc_auc'].iloc[-1]:.4f}, "
+              f"champion {defender.holdout_roc_auc:.4f}")
 
         # 5. the handler follows champion.json: now, and after a promotion by the registry CLI
         time.sleep(refresh_seconds + 0.5)
