@@ -199,8 +199,12 @@ def test_event_patterns_are_the_ones_the_ingestion_code_builds(template):
         events = importlib.import_module("churn_kedro.events")
     except ModuleNotFoundError:
         pytest.skip("src/churn_kedro/events.py (issue 3) has not landed yet")
-    for prefix, (pattern, _) in rule_targets(template).items():
-        assert pattern == events.object_created_pattern(BUCKET, prefix), prefix
+    # each workflow's rule carries exactly the pattern the ingestion code builds for its prefix
+    prefixes = {"IngestRawWorkflow": events.RAW_PREFIX, "IngestProcessedWorkflow": events.PROCESSED_PREFIX}
+    patterns = {workflow: pattern for pattern, workflow in rule_targets(template).values()}
+    assert set(patterns) == set(prefixes)
+    for workflow, prefix in prefixes.items():
+        assert patterns[workflow] == events.object_created_pattern(BUCKET, prefix), workflow
 
 
 def test_lambda_is_the_image_with_memory_timeout_and_registry(template):
