@@ -4,6 +4,7 @@ on free loopback ports, so s3fs and boto3 talk HTTP to something that is not a m
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -45,7 +46,8 @@ def seaweedfs_s3(bucket: str, timeout: float = 60.0) -> Iterator[dict[str, str]]
     args = [str(WEED), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
             *(f"-{name}={port}" for name, port in ports.items())]
     log = open(data / "weed.log", "w")
-    server = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    # weed mini turns auth on with AWS_* keys from its environment: give it ours
+    server = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS})
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
     environment = {"AWS_ENDPOINT_URL": endpoint, **CREDENTIALS}
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
