@@ -245,13 +245,13 @@ def test_corrupted_champion_file_keeps_the_loaded_model(registry):
 
 
 def test_version_without_serving_form_is_served_from_its_pickle(registry):
-    registry.fs.rm(registry._version_path("v2-random_forest", SERVING_FILE))
+    registry.fs.rm(registry.version_path("v2-random_forest", SERVING_FILE))
     registry.promote("v2-random_forest", "test")
     app = Application(registry.url, refresh_seconds=0, max_batch=100)
     assert not isinstance(app.champions.get()["model"], ServingModel)
     rows = instances(30)
     fallback = app.handle("POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": rows}))
-    registry.fs.pipe_file(registry._version_path("v2-random_forest", SERVING_FILE),
+    registry.fs.pipe_file(registry.version_path("v2-random_forest", SERVING_FILE),
                           export_serving_form(registry.load_model("v2-random_forest"),
                                               registry.card("v2-random_forest")).to_bytes())
     lean = Application(registry.url, refresh_seconds=0, max_batch=100)

@@ -46,7 +46,8 @@ class ModelRegistry:
     def _path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
 
-    def _version_path(self, version: str, name: str = "") -> str:
+    def version_path(self, version: str, name: str = "") -> str:
+        """The path of a version's folder, or of one of its files."""
         if not version or "/" in version or version.startswith("."):
             raise RegistryError(f"invalid model version {version!r}")
         return self._path("versions", version, name) if name else self._path("versions", version)
@@ -58,27 +59,27 @@ class ModelRegistry:
         return sorted(posixpath.basename(posixpath.dirname(p)) for p in self.fs.glob(pattern))
 
     def exists(self, version: str) -> bool:
-        return self.fs.exists(self._version_path(version, CARD_FILE))
+        return self.fs.exists(self.version_path(version, CARD_FILE))
 
     def register(self, version: str, model: Any, card: dict[str, Any]) -> None:
         """Write a new immutable version; the card is written last and marks it complete."""
         import joblib
 
-        if self.fs.exists(self._version_path(version)):
+        if self.fs.exists(self.version_path(version)):
             raise RegistryError(f"version {version} already exists in {self.url}; versions are immutable")
         buffer = io.BytesIO()
         joblib.dump(model, buffer, compress=3)
-        self.fs.makedirs(self._version_path(version), exist_ok=True)
-        self.fs.pipe_file(self._version_path(version, MODEL_FILE), buffer.getvalue())
+        self.fs.makedirs(self.version_path(version), exist_ok=True)
+        self.fs.pipe_file(self.version_path(version, MODEL_FILE), buffer.getvalue())
         # [serving, issue 4] numpy-only serving form (serving.npz) for the API's cold start.
         from churn_kedro.serving.export import save_serving_form
         save_serving_form(self, version, model, card)
         self.fs.pipe_file(
-            self._version_path(version, CARD_FILE), json.dumps(card, indent=2, default=str).encode()
+            self.version_path(version, CARD_FILE), json.dumps(card, indent=2, default=str).encode()
         )
 
     def card(self, version: str) -> dict[str, Any]:
-        path = self._version_path(version, CARD_FILE)
+        path = self.version_path(version, CARD_FILE)
         if not self.fs.exists(path):
             raise RegistryError(f"version {version} is not in the registry {self.url}")
         return self._read_json(path)
@@ -86,7 +87,7 @@ class ModelRegistry:
     def load_model(self, version: str) -> Any:
         import joblib
 
-        path = self._version_path(version, MODEL_FILE)
+        path = self.version_path(version, MODEL_FILE)
         if not self.fs.exists(path):
             raise RegistryError(f"version {version} has no {MODEL_FILE} in {self.url}")
         with self.fs.open(path, "rb") as f:

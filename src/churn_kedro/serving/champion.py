@@ -27,7 +27,7 @@ def load_version(registry: ModelRegistry, version: str) -> dict[str, Any]:
     """{"version", "model", "card"}: the serving form when the version has one (numpy
     only), else the pickled Pipeline (imports scikit-learn: a slow cold start)."""
     card = registry.card(version)
-    path = registry._version_path(version, SERVING_FILE)
+    path = registry.version_path(version, SERVING_FILE)
     if registry.fs.exists(path):
         model: Any = ServingModel.from_bytes(registry.fs.cat_file(path))
     else:

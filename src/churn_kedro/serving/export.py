@@ -35,7 +35,7 @@ def save_serving_form(registry: Any, version: str, model: Any, card: dict[str, A
     except (UnsupportedModel, ValueError, KeyError, AttributeError) as exc:
         logger.warning("version %s: no serving form (%s); serving will unpickle the Pipeline", version, exc)
         return False
-    registry.fs.pipe_file(registry._version_path(version, SERVING_FILE), serving.to_bytes())
+    registry.fs.pipe_file(registry.version_path(version, SERVING_FILE), serving.to_bytes())
     return True
 
 
