@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 import subprocess
 import time
@@ -14,11 +15,22 @@ from kedro_project import BIN, env, make_project
 pytestmark = pytest.mark.slow
 
 
+def _free_registered_port() -> int:
+    """A free port below 49152: kedro-viz refuses the ephemeral range the OS hands out
+    for port 0 ("Cannot allocate an open TCP port")."""
+    for port in random.sample(range(20000, 49000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-49000")
+
+
 def test_kedro_viz_shows_all_pipelines(tmp_path):
     project = make_project(tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_registered_port()
     server = subprocess.Popen(
         [str(BIN / "kedro"), "viz", "run", "--no-browser", "--host", "127.0.0.1", "--port", str(port)],
         cwd=project, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
