@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -26,6 +27,22 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+@contextlib.contextmanager
+def _scratch_database(server_url, name: str) -> Iterator[str]:
+    """Create database ``name`` on the server, yield its URL, drop it afterwards."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(server_url, connect_args={"connect_timeout": 3})
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def mysql_url() -> Iterator[str]:
     """SQLAlchemy URL of a database created for this test session on the MariaDB at
@@ -34,25 +51,17 @@ def mysql_url() -> Iterator[str]:
     import sqlalchemy as sa
 
     server = sa.make_url(MYSQL_SERVER)
-    name = f"churn_test_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(server, connect_args={"connect_timeout": 3})
     try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        sa.create_engine(server, connect_args={"connect_timeout": 3}, poolclass=sa.NullPool).connect().close()
     except sa.exc.OperationalError as exc:
-        engine.dispose()
         message = (f"MariaDB/MySQL at {server.render_as_string(hide_password=True)} is unreachable "
                    f"({exc.orig}); start it with: start-stop-daemon --start --oknodo --background "
                    f"--exec /usr/sbin/mariadbd")
         if _in_ci():
             pytest.fail(message)
         pytest.skip(message)
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
-        engine.dispose()
+    with _scratch_database(server, f"churn_test_{uuid.uuid4().hex[:10]}") as url:
+        yield url
 
 
 def free_port() -> int:
@@ -113,13 +122,5 @@ def fresh_mysql_url(mysql_url: str) -> Iterator[str]:
     import sqlalchemy as sa
 
     url = sa.make_url(mysql_url)
-    name = f"{url.database}_{uuid.uuid4().hex[:6]}"
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
-        engine.dispose()
+    with _scratch_database(url.set(database=None), f"{url.database}_{uuid.uuid4().hex[:6]}") as fresh:
+        yield fresh
