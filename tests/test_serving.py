@@ -262,6 +262,18 @@ def test_version_without_serving_form_is_served_from_its_pickle(registry):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
 
 
+def test_serving_form_of_an_older_format_is_replaced_by_the_pickle(registry, caplog):
+    serving = ServingModel.from_bytes(registry.fs.cat_file(registry.version_path("v2-random_forest", SERVING_FILE)))
+    older = ServingModel({**serving.meta, "format": 1}, serving.arrays)
+    registry.fs.pipe_file(registry.version_path("v2-random_forest", SERVING_FILE), older.to_bytes())
+    registry.promote("v2-random_forest", "test")
+    app = Application(registry.url, refresh_seconds=0, max_batch=100)
+    assert not isinstance(app.champions.get()["model"], ServingModel)
+    assert "serving form format 1" in caplog.text and "pickled Pipeline" in caplog.text
+    response = app.handle("POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": [GOOD]}))
+    assert response.status == 200 and response.body["model_version"] == "v2-random_forest"
+
+
 def test_registry_on_s3(s3_bucket, monkeypatch):
     root = f"s3://{s3_bucket}/registry"
     build_registry(root, ("logistic_regression",), promote="v1-logistic_regression")

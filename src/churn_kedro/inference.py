@@ -13,8 +13,10 @@ Missing categoricals (None or NaN) become the Pipelines' ``__missing__`` categor
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +25,15 @@ import numpy as np
 
 MISSING_CATEGORY = "__missing__"  # = models.MISSING_CATEGORY (a test keeps them equal)
 SERVING_FILE = "serving.npz"
-FORMAT = 1
+FORMAT = 2  # 2: the random forest's packed nodes
+
+# A random forest node is one int64 (export._forest): bits 0-31 its left child (the right
+# child is left + 1), bits 32-51 its threshold's position among its feature's sorted
+# borders, bits 52-62 its feature.
+FOREST_CODE_BITS = 32
+FOREST_FEATURE_SHIFT = 52
+FOREST_LEAF_CODE = (1 << (FOREST_FEATURE_SHIFT - FOREST_CODE_BITS)) - 1  # no row's code exceeds it
+FOREST_BLOCK_ROWS = 256  # rows walked together: their (rows x trees) state stays in cache
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,13 @@ def _codes(values: Any, categories: Sequence[str], unknown: int) -> np.ndarray:
         dtype=np.int64, count=len(values),
     )
     return out
+
+
+@functools.cache
+def _threads():
+    from concurrent.futures import ThreadPoolExecutor  # here: keeps it off the cold start
+
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="forest-walk")
 
 
 class ServingModel:
@@ -154,7 +171,7 @@ class ServingModel:
             offset += width
         return 1.0 / (1.0 + np.exp(-z))
 
-    def _forest(self, columns, chunk: int = 256) -> np.ndarray:
+    def _forest(self, columns) -> np.ndarray:
         block, onehots = columns
         parts = [np.column_stack(block)] if block else []
         for codes, width in onehots:
@@ -162,24 +179,42 @@ class ServingModel:
             known = codes >= 0
             hot[np.flatnonzero(known), codes[known]] = 1.0
             parts.append(hot)
-        x = np.hstack(parts).astype(np.float32)  # sklearn's trees see float32 features
-        a = self.arrays
-        # threshold32: the largest float32 <= each float64 threshold, so that float32
-        # x <= threshold32 exactly when x <= threshold (sklearn's comparison)
-        feature, threshold, children, value = a["feature"], a["threshold32"], a["children"], a["value"]
-        roots, depth = a["roots"], int(a["max_depth"][0])
-        out = np.empty(len(x))
-        width = np.int32(x.shape[1])
-        for start in range(0, len(x), chunk):
-            flat = x[start:start + chunk].ravel()
-            count = len(flat) // x.shape[1]
-            base = (np.arange(count, dtype=np.int32) * width)[:, None]
-            node = np.broadcast_to(roots, (count, len(roots))).copy()
-            for _ in range(depth):  # leaves point at themselves, so extra steps are no-ops
-                right = flat[base + feature[node]] > threshold[node]
-                node = children[2 * node + right]
-            out[start:start + chunk] = value[node].sum(axis=1) / len(roots)
-        return out
+        x = np.hstack(parts).astype(np.float32).astype(np.float64)  # sklearn's trees see float32
+        borders, offsets = self.arrays["borders"], self.arrays["border_offsets"]
+        # A row's code for a feature: how many of the feature's borders lie below its
+        # value, so that value > borders[k] exactly when code > k.
+        codes = np.column_stack([np.searchsorted(borders[offsets[f]:offsets[f + 1]], x[:, f])
+                                 for f in range(x.shape[1])])
+        blocks = [codes[i:i + FOREST_BLOCK_ROWS] for i in range(0, len(codes), FOREST_BLOCK_ROWS)]
+        if len(blocks) > 1:  # numpy releases the GIL in gathers and ufuncs: use every core
+            return np.concatenate(list(_threads().map(self._walk, blocks)))
+        return self._walk(codes)
+
+    def _walk(self, codes: np.ndarray) -> np.ndarray:
+        """Mean leaf value over the trees for a block of rows. All (row, tree) pairs step
+        down together; those that reached a leaf are dropped every few levels."""
+        nodes, value, roots = self.arrays["nodes"], self.arrays["value"], self.arrays["roots"]
+        count, width = codes.shape
+        flat = codes.ravel()
+        row = np.repeat(np.arange(count), len(roots))
+        base = row * width
+        node = np.tile(roots, count)
+        total = np.zeros(count)
+        for step in range(int(self.arrays["max_depth"][0])):
+            if step >= 8 and step % 4 == 0:
+                done = self._forest_leaf[node]
+                total += np.bincount(row[done], weights=value[node[done]], minlength=count)
+                keep = np.flatnonzero(~done)
+                node, row, base = node[keep], row[keep], base[keep]
+            packed = np.take(nodes, node)
+            code = np.take(flat, base + (packed >> FOREST_FEATURE_SHIFT))
+            node = (packed & 0xFFFFFFFF) + (code > (packed >> FOREST_CODE_BITS & FOREST_LEAF_CODE))
+        total += np.bincount(row, weights=np.take(value, node), minlength=count)
+        return total / len(roots)
+
+    @functools.cached_property
+    def _forest_leaf(self) -> np.ndarray:
+        return (self.arrays["nodes"] >> FOREST_CODE_BITS & FOREST_LEAF_CODE) == FOREST_LEAF_CODE
 
     def _oblivious(self, numeric: list[np.ndarray], features: Any) -> np.ndarray:
         """Split outcomes are laid out one row per split (splits x customers): gathering

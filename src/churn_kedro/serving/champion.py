@@ -28,12 +28,14 @@ def load_version(registry: ModelRegistry, version: str) -> dict[str, Any]:
     only), else the pickled Pipeline (imports scikit-learn: a slow cold start)."""
     card = registry.card(version)
     path = registry.version_path(version, SERVING_FILE)
-    if registry.fs.exists(path):
-        model: Any = ServingModel.from_bytes(registry.fs.cat_file(path))
-    else:
-        logger.warning("version %s has no %s: serving its pickled Pipeline", version, SERVING_FILE)
-        model = registry.load_model(version)
-    return {"version": version, "model": model, "card": card}
+    try:
+        return {"version": version, "model": ServingModel.from_bytes(registry.fs.cat_file(path)), "card": card}
+    except FileNotFoundError:
+        problem = f"it has no {SERVING_FILE}"
+    except ValueError as exc:  # written by an older version of this code
+        problem = str(exc)
+    logger.warning("version %s: %s; serving its pickled Pipeline", version, problem)
+    return {"version": version, "model": registry.load_model(version), "card": card}
 
 
 class ChampionSource:

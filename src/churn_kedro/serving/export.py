@@ -18,7 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from churn_kedro.inference import FORMAT, MISSING_CATEGORY, SERVING_FILE, ServingModel, _pipeline_probability
+from churn_kedro.inference import (
+    FOREST_CODE_BITS,
+    FOREST_FEATURE_SHIFT,
+    FOREST_LEAF_CODE,
+    FORMAT,
+    MISSING_CATEGORY,
+    SERVING_FILE,
+    ServingModel,
+    _pipeline_probability,
+)
 
 logger = logging.getLogger(__name__)
 TOLERANCE = 1e-9
@@ -136,36 +145,57 @@ def _linear(preprocess, estimator) -> ServingModel:
 
 
 def _forest(preprocess, estimator) -> ServingModel:
+    """Each tree renumbered breadth-first, so that a node's right child is its left
+    child + 1, and each node packed in one int64 (inference.FOREST_* bit fields): its
+    left child, its feature, and its threshold as a position in that feature's sorted
+    split borders. A walk step is then one gather of the node and one of the row's
+    border code. Leaves point at themselves with a border position no code exceeds."""
     if len(estimator.classes_) != 2:
         raise UnsupportedModel("not a binary classifier")
     meta, arrays = _preprocess_arrays(preprocess, scaled=False)
-    features, thresholds, lefts, rights, values, roots = [], [], [], [], [], []
+    trees = [e.tree_ for e in estimator.estimators_]
+    width = estimator.n_features_in_
+    split_feature = np.concatenate([t.feature[t.children_left != -1] for t in trees])
+    split_threshold = np.concatenate([t.threshold[t.children_left != -1] for t in trees])
+    borders = [np.unique(split_threshold[split_feature == f]) for f in range(width)]
+    if max(map(len, borders), default=0) >= FOREST_LEAF_CODE or width >= 1 << (63 - FOREST_FEATURE_SHIFT) \
+            or sum(t.node_count for t in trees) >= 1 << 32:
+        raise UnsupportedModel("forest too large for the packed serving form")
+    nodes, values, roots = [], [], []
     offset, depth = 0, 0
-    for tree in (e.tree_ for e in estimator.estimators_):
-        count = tree.node_count
-        leaf = tree.children_left == -1
-        own = np.arange(count) + offset
-        features.append(np.where(leaf, 0, tree.feature))
-        thresholds.append(np.where(leaf, np.inf, tree.threshold))
-        lefts.append(np.where(leaf, own, tree.children_left + offset))
-        rights.append(np.where(leaf, own, tree.children_right + offset))
-        counts = tree.value[:, 0, :]
+    for tree in trees:
+        order = _breadth_first(tree.children_left, tree.children_right)
+        renumbered = np.empty(tree.node_count, dtype=np.int64)
+        renumbered[order] = np.arange(tree.node_count)
+        leaf = tree.children_left[order] == -1
+        left = np.where(leaf, np.arange(tree.node_count), renumbered[tree.children_left[order]]) + offset
+        feature = np.where(leaf, 0, tree.feature[order]).astype(np.int64)
+        code = np.full(tree.node_count, FOREST_LEAF_CODE, dtype=np.int64)
+        for f in np.unique(feature[~leaf]):
+            split = ~leaf & (feature == f)
+            code[split] = np.searchsorted(borders[f], tree.threshold[order][split])
+        nodes.append(left | code << FOREST_CODE_BITS | feature << FOREST_FEATURE_SHIFT)
+        counts = tree.value[order, 0, :]
         values.append(counts[:, 1] / counts.sum(axis=1))
         roots.append(offset)
-        offset += count
+        offset += tree.node_count
         depth = max(depth, tree.max_depth)
-    threshold = np.concatenate(thresholds)
-    threshold32 = threshold.astype(np.float32)
-    above = threshold32.astype(np.float64) > threshold  # rounded up: step down one float32
-    threshold32[above] = np.nextafter(threshold32[above], np.float32(-np.inf))
     arrays.update(
-        feature=np.concatenate(features).astype(np.int32), threshold32=threshold32,
-        # children[2 * node] is the left child, children[2 * node + 1] the right one
-        children=np.column_stack([np.concatenate(lefts), np.concatenate(rights)]).ravel().astype(np.int32),
-        value=np.concatenate(values), roots=np.asarray(roots, dtype=np.int32),
+        nodes=np.concatenate(nodes), value=np.concatenate(values), roots=np.asarray(roots, dtype=np.int64),
+        borders=np.concatenate(borders),
+        border_offsets=np.cumsum([0, *map(len, borders)]).astype(np.int64),
         max_depth=np.asarray([depth], dtype=np.int64),
     )
     return ServingModel({"format": FORMAT, "kind": "random_forest", **meta}, arrays)
+
+
+def _breadth_first(children_left: np.ndarray, children_right: np.ndarray) -> np.ndarray:
+    """Old node ids in breadth-first order: the two children of a node are adjacent."""
+    order = [0]
+    for node in order:  # grows while it is walked
+        if children_left[node] != -1:
+            order += [children_left[node], children_right[node]]
+    return np.asarray(order, dtype=np.int64)
 
 
 def _oblivious(preprocess, estimator, card: dict[str, Any]) -> ServingModel:
