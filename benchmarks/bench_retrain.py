@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from kedro_project import FAST_RETRAIN  # noqa: E402 - --quick: the tests' small search budgets
 BIN = Path(sys.executable).parent
 STAMP = "2026-11-01_06-00-00"
 SNAPSHOT = f"insurance_data_{STAMP}.csv"
@@ -49,15 +51,6 @@ QUICK_GRIDS = {
     "random_forest": {"n_estimators": [50], "max_depth": [10, None]},
     "xgboost": {"n_estimators": [100], "learning_rate": [0.1], "max_depth": [3, 6]},
 }
-# --quick: small search budgets for our retrain too (same overrides as the tests)
-QUICK_RETRAIN = (
-    "data_science.cv_folds=3,"
-    "data_science.families.logistic_regression.n_trials=3,"
-    "data_science.families.random_forest.n_trials=2,"
-    "data_science.families.random_forest.search_space.n_estimators.high=150,"
-    "data_science.families.catboost.n_trials=2,"
-    "data_science.families.catboost.search_space.iterations.high=250"
-)
 
 
 def run_measured(command: list[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess]:
@@ -111,7 +104,7 @@ def ours(project: Path, quick: bool) -> dict:
 
     command = [str(BIN / "kedro"), "run", "--pipeline", "retrain"]
     if quick:
-        command += ["--params", QUICK_RETRAIN]
+        command += ["--params", FAST_RETRAIN]
     wall, peak, _ = run_measured(command, project)
     [card_path] = (project / "data/06_models/registry/versions").glob("*/card.json")
     card = json.loads(card_path.read_text())
