@@ -92,6 +92,8 @@ def check_instances(body: Any, card: dict[str, Any], max_batch: int) -> tuple[li
     id_column = schema["id_column"]
     numeric, categorical = schema["numeric_features"], schema["categorical_features"]
     known = {id_column, *numeric, *categorical}
+    rules = [*((name, rule, _number_problem) for name, rule in numeric.items()),
+             *((name, rule, _category_problem) for name, rule in categorical.items())]
     problems: list[dict[str, str]] = []
     ids: list[Any] = []
     columns: dict[str, list] = {name: [] for name in card["features"]}
@@ -109,22 +111,14 @@ def check_instances(body: Any, card: dict[str, Any], max_batch: int) -> tuple[li
         elif isinstance(customer, bool) or not isinstance(customer, (int, str)) or customer == "":
             problem(i, id_column, f"expected an integer or a non-empty string, got {_describe(customer)}")
         ids.append(customer)
-        for name, rule in numeric.items():
+        for name, rule, check in rules:
             if name not in row:
                 problem(i, name, "missing (send null for an unknown value)")
                 continue
-            text = _number_problem(row[name], rule)
-            if text:
-                problem(i, name, text)
-            columns[name].append(row[name])
-        for name, rule in categorical.items():
-            if name not in row:
-                problem(i, name, "missing (send null for an unknown value)")
-                continue
-            text = _category_problem(row[name], rule)
-            if text:
-                problem(i, name, text)
             value = row[name]
+            text = check(value, rule)
+            if text:
+                problem(i, name, text)
             columns[name].append(value.strip() if isinstance(value, str) else value)
         for name in sorted(set(row) - known):
             problem(i, name, "unknown field")
