@@ -352,6 +352,18 @@ def test_serving_form_equals_the_pipeline(family):
     assert np.max(np.abs(got - expected)) <= 1e-9
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_pipelines_treat_none_and_nan_categories_alike(family):
+    model = fit(family, seed=5)
+    frame = feature_frame(300, seed=12)
+    with_none = frame.copy()
+    with_none["policy_type"] = with_none["policy_type"].astype(object).where(with_none["policy_type"].notna(), None)
+    assert with_none["policy_type"].map(lambda v: v is None).sum() > 10
+    # (not bit-equal: the random forest sums its trees in parallel, in any order)
+    np.testing.assert_allclose(model.predict_proba(with_none[SCHEMA.features]),
+                               model.predict_proba(frame[SCHEMA.features]), rtol=0, atol=1e-12)
+
+
 def test_missing_category_constant_matches_the_models():
     from churn_kedro.pipelines.data_science import models
 

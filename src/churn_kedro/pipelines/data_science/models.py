@@ -2,7 +2,7 @@
 
 Preprocessing lives inside the Pipeline, so it is fitted on the training rows only and
 training and serving cannot disagree. Models take a frame of the schema's features:
-numeric columns as floats (NaN for missing), categoricals as strings (None for missing).
+numeric columns as floats (NaN for missing), categoricals as strings (None or NaN for missing).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
@@ -20,9 +21,16 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 MISSING_CATEGORY = "__missing__"
 
 
-def _as_text(frame):
-    # CatBoost wants its categorical columns as strings, never None.
-    return frame.astype(str)
+def _fill_missing(frame):
+    # Not SimpleImputer: its NaN marker does not match None in object columns, so a
+    # None would become a category of its own instead of the missing one.
+    frame = pd.DataFrame(frame)
+    return frame.astype(object).where(frame.notna(), MISSING_CATEGORY)
+
+
+def _fill_missing_as_text(frame):
+    # CatBoost wants its categorical columns as strings.
+    return _fill_missing(frame).astype(str)
 
 
 def _preprocess(numeric: list[str], categorical: list[str], scale: bool) -> ColumnTransformer:
@@ -35,7 +43,7 @@ def _preprocess(numeric: list[str], categorical: list[str], scale: bool) -> Colu
             (
                 "categorical",
                 make_pipeline(
-                    SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY),
+                    FunctionTransformer(_fill_missing, feature_names_out="one-to-one"),
                     # An unseen category encodes as all zeros: the model's 'other'.
                     OneHotEncoder(handle_unknown="ignore", sparse_output=False),
                 ),
@@ -85,10 +93,7 @@ def catboost(
             ("numeric", "passthrough", numeric),
             (
                 "categorical",
-                make_pipeline(
-                    SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY),
-                    FunctionTransformer(_as_text, feature_names_out="one-to-one"),
-                ),
+                FunctionTransformer(_fill_missing_as_text, feature_names_out="one-to-one"),
                 categorical,
             ),
         ],
