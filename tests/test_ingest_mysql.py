@@ -99,3 +99,16 @@ def test_a_run_killed_half_way_leaves_nothing_and_the_next_run_loads_the_object_
     assert [r["rows_loaded"] for r in report["loaded"]] == [200000]
     assert query(fresh_mysql_url, "SELECT COUNT(*), MIN(`row_number`), MAX(`row_number`) FROM policies_raw") == \
         [(200000, 1, 200000)]
+
+
+def test_a_missing_cell_loads_as_null_and_the_text_null_as_text(tmp_path, fresh_mysql_url):
+    # LOAD DATA reads an unquoted NULL as NULL: a missing cell must become NULL, while an id
+    # that reads 'NULL' (after stripping) is a value like any other
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + "1,,100.5,,0,1\n NULL ,30,,home,,0\n")
+
+    ingest(tmp_path, fresh_mysql_url)
+
+    assert query(fresh_mysql_url, "SELECT customer_id, age, annual_premium, policy_type, claims_count, churn "
+                                  "FROM policies_raw ORDER BY `row_number`") == [
+        ("1", None, 100.5, None, 0.0, 1), ("NULL", 30.0, None, "home", None, 0)]
+

@@ -106,15 +106,18 @@ class IngestionDatabase:
                 raise AlreadyIngested(source_file) from None
             counts = {"loaded": 0, "rejected": 0}
 
-            def write(chunk: Chunk) -> None:
+            def write(chunk: Chunk, staged: str | None) -> None:
                 ingested_at = _now()
                 if chunk.retract:
                     moved = self._retract(conn, table, quarantine, source_file, chunk.retract, ingested_at)
                     counts["loaded"] -= moved
                     counts["rejected"] += moved
-                if len(chunk.valid):
+                if staged is not None:
+                    self._load_data_infile(conn, table, staged, len(chunk.valid), source_file, ingested_at)
+                    os.unlink(staged)
+                elif len(chunk.valid):
                     self._bulk_insert(conn, table, chunk.valid, source_file, ingested_at)
-                    counts["loaded"] += len(chunk.valid)
+                counts["loaded"] += len(chunk.valid)
                 if len(chunk.rejected):
                     conn.execute(quarantine.insert(), [
                         {"source_file": source_file, "row_number": int(r.row_number), "reason": r.reason,
@@ -125,15 +128,20 @@ class IngestionDatabase:
                 logger.info("%s: %d rows loaded, %d quarantined so far", source_file,
                             counts["loaded"], counts["rejected"])
 
-            # The database writes chunk k while this thread reads and validates chunk k+1;
-            # one writer at a time, so the connection is never used concurrently.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
+            # The database writes chunk k while this thread reads, validates and (on MySQL)
+            # stages chunk k+1 as a CSV file: the server never waits for Python work between
+            # two chunks. One writer at a time, so the connection is never used concurrently.
+            with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer,
+                  tempfile.TemporaryDirectory(prefix="churn-ingest-") as staging):
                 pending = None
                 try:
-                    for chunk in chunks:
+                    for number, chunk in enumerate(chunks):
+                        staged = None
+                        if self.is_mysql and len(chunk.valid):
+                            staged = self._stage_csv(table, chunk.valid, os.path.join(staging, f"{number}.csv"))
                         if pending is not None:
                             pending.result()
-                        pending = writer.submit(write, chunk)
+                        pending = writer.submit(write, chunk, staged)
                 finally:
                     if pending is not None:
                         error = pending.exception()  # wait: no write may outlive the transaction
@@ -165,12 +173,8 @@ class IngestionDatabase:
         return len(rows)
 
     def _bulk_insert(self, conn, table: sa.Table, rows: pd.DataFrame, source_file: str, when) -> None:
-        columns = [c.name for c in table.columns if c.name not in ("source_file", "ingested_at")]
-        rows = rows[columns]
-        if self.is_mysql:
-            self._load_data_infile(conn, table, rows, source_file, when)
-            return
-        # executemany with plain tuples: the driver's fastest path (no per-row dicts)
+        """SQLite: executemany with plain tuples, the driver's fastest path (no per-row dicts)."""
+        columns = self._loaded_columns(table)
         values = [_column_values(rows[c]) for c in columns]
         names = ", ".join(['"source_file"', '"ingested_at"', *(f'"{c}"' for c in columns)])
         marks = ", ".join("?" * (len(columns) + 2))
@@ -180,28 +184,31 @@ class IngestionDatabase:
             [constants + row for row in zip(*values)],
         )
 
-    def _load_data_infile(self, conn, table, rows: pd.DataFrame, source_file: str, when) -> None:
-        """LOAD DATA LOCAL INFILE of the validated chunk: the server's own bulk path.
-        Empty fields are NULL (validation already turned empty strings into missing)."""
-        handle, path = tempfile.mkstemp(suffix=".csv", prefix="churn-ingest-")
-        try:
-            os.close(handle)
-            # pyarrow writes CSV ~10x faster than to_csv; missing values become empty fields
-            pa_csv.write_csv(pa.Table.from_pandas(rows, preserve_index=False), path,
-                             pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
-            variables = [f"@v{i}" for i in range(len(rows.columns))]
-            assignments = ", ".join(
-                f"`{c}` = NULLIF({v}, '')" for c, v in zip(rows.columns, variables)
-            )
-            conn.exec_driver_sql(
-                f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table.name}` CHARACTER SET utf8mb4 "
-                "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
-                f"LINES TERMINATED BY '\\n' ({', '.join(variables)}) "
-                f"SET `source_file` = %s, `ingested_at` = %s, {assignments}",
-                (path, source_file, when),
-            )
-        finally:
-            os.unlink(path)
+    @staticmethod
+    def _loaded_columns(table: sa.Table) -> list[str]:
+        return [c.name for c in table.columns if c.name not in ("source_file", "ingested_at")]
+
+    def _stage_csv(self, table: sa.Table, rows: pd.DataFrame, path: str) -> str:
+        """MySQL: the validated rows as a CSV file for LOAD DATA LOCAL INFILE (pyarrow writes
+        CSV ~10x faster than to_csv). It always quotes strings, so the unquoted word NULL
+        it writes for a missing value is read as NULL, and a text 'NULL' stays text."""
+        pa_csv.write_csv(pa.Table.from_pandas(rows[self._loaded_columns(table)], preserve_index=False), path,
+                         pa_csv.WriteOptions(include_header=False, quoting_style="needed", null_string="NULL"))
+        return path
+
+    def _load_data_infile(self, conn, table: sa.Table, path: str, rows: int, source_file: str, when) -> None:
+        """LOAD DATA LOCAL INFILE of a staged chunk: the server's own bulk path. Columns
+        are assigned directly (no per-row NULLIF expressions: they cost the server ~20%)."""
+        columns = ", ".join(f"`{c}`" for c in self._loaded_columns(table))
+        loaded = conn.exec_driver_sql(
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table.name}` CHARACTER SET utf8mb4 "
+            "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
+            f"LINES TERMINATED BY '\\n' ({columns}) SET `source_file` = %s, `ingested_at` = %s",
+            (path, source_file, when),
+        ).rowcount
+        if loaded != rows:  # LOCAL implies IGNORE: a row whose key exists is skipped with a mere warning
+            raise RuntimeError(f"{source_file}: LOAD DATA loaded {loaded} of {rows} validated rows "
+                               f"into {table.name} (a key already there?)")
 
 
 class IngestionDatabaseDataset(AbstractDataset[IngestionDatabase, None]):
