@@ -112,3 +112,11 @@ def test_a_missing_cell_loads_as_null_and_the_text_null_as_text(tmp_path, fresh_
                                   "FROM policies_raw ORDER BY `row_number`") == [
         ("1", None, 100.5, None, 0.0, 1), ("NULL", 30.0, None, "home", None, 0)]
 
+
+def test_ids_that_differ_only_in_case_are_two_customers_as_in_validation(tmp_path, fresh_mysql_url):
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + "A1,30,1.5,auto,0,1\na1,31,2.5,home,1,0\n")
+
+    report = ingest(tmp_path, fresh_mysql_url)
+
+    assert report["loaded"][0]["rows_loaded"] == 2
+    assert sorted(query(fresh_mysql_url, "SELECT customer_id FROM policies_raw")) == [("A1",), ("a1",)]
