@@ -254,3 +254,16 @@ def test_only_ingests_the_named_object(tmp_path):
 
     assert [r["source_file"] for r in report["loaded"]] == [f"raw/{wanted.name}"]
     assert count(tmp_path, "ingestion_log") == 1
+
+
+def test_an_id_padded_with_spaces_in_one_chunk_is_the_same_id_in_another(tmp_path):
+    # chunk 1 holds ' 5' (stripping changes it), chunk 2 holds '5' with other values
+    content = HEADER + " 5,30,100.5,auto,0,1\n" + good_rows(1, 2) + good_rows(5, 1) + good_rows(6, 2)
+    path = snapshot(tmp_path / "raw", "2026-11-01_06-00-00", content)
+
+    ingest(tmp_path, chunk_rows=3)
+
+    whole = validate_frame(pd.read_csv(path, dtype=str), Schema.from_params(SCHEMA), "whole")
+    assert set(whole.rejected["row_number"]) == {1, 4}
+    assert {r[0] for r in query(tmp_path, "SELECT row_number FROM quarantine")} == {1, 4}
+    assert {r[0] for r in query(tmp_path, "SELECT customer_id FROM policies_raw")} == set(whole.valid["customer_id"])

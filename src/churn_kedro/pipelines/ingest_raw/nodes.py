@@ -53,8 +53,16 @@ def processed_schema(schema: Schema) -> Schema:
     )
 
 
-def _hash(frame: pd.DataFrame | pd.Series) -> np.ndarray:
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+def _hash(values: pd.Series) -> np.ndarray:
+    return pd.util.hash_pandas_object(values, index=False).to_numpy()
+
+
+def _combine(hashes: list[np.ndarray]) -> np.ndarray:
+    """One 64-bit hash a row from its cells' hashes (order-sensitive; uint64 wraps)."""
+    combined = np.zeros(len(hashes[0]), dtype="uint64")
+    for column in hashes:
+        combined = (combined ^ column) * np.uint64(0x100000001B3)
+    return combined
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,8 +99,12 @@ class DuplicateTracker:
         ids = raw[self.id_column].astype("string").str.strip()
         ids = ids.mask(ids == "")
         has_id = ids.notna().to_numpy()
-        row_hashes = _hash(raw)
-        id_hashes = _hash(ids.fillna(""))
+        # hashing text is most of the cost: hash each column once, and reuse the id
+        # column's hashes when stripping changed no id (the usual file)
+        cells = {c: _hash(raw[c]) for c in raw.columns}
+        row_hashes = _combine(list(cells.values()))
+        unchanged = ids.fillna("").eq(raw[self.id_column].astype("string").fillna("")).all()
+        id_hashes = cells[self.id_column] if unchanged else _hash(ids.fillna(""))
         repeats, where = _lookup(self.row_keys, row_hashes)
         seen_id = has_id & _lookup(self.id_keys, id_hashes)[0] & ~repeats
         reasons = pd.Series(index=raw.index, dtype=object)
