@@ -31,6 +31,7 @@ FORMAT = 2  # 2: the random forest's packed nodes
 # child is left + 1), bits 32-51 its threshold's position among its feature's sorted
 # borders, bits 52-62 its feature.
 FOREST_CODE_BITS = 32
+FOREST_LEFT_MASK = (1 << FOREST_CODE_BITS) - 1
 FOREST_FEATURE_SHIFT = 52
 FOREST_LEAF_CODE = (1 << (FOREST_FEATURE_SHIFT - FOREST_CODE_BITS)) - 1  # no row's code exceeds it
 FOREST_BLOCK_ROWS = 256  # rows walked together: their (rows x trees) state stays in cache
@@ -208,7 +209,7 @@ class ServingModel:
                 node, row, base = node[keep], row[keep], base[keep]
             packed = np.take(nodes, node)
             code = np.take(flat, base + (packed >> FOREST_FEATURE_SHIFT))
-            node = (packed & 0xFFFFFFFF) + (code > (packed >> FOREST_CODE_BITS & FOREST_LEAF_CODE))
+            node = (packed & FOREST_LEFT_MASK) + (code > (packed >> FOREST_CODE_BITS & FOREST_LEAF_CODE))
         total += np.bincount(row, weights=np.take(value, node), minlength=count)
         return total / len(roots)
 

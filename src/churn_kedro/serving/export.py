@@ -170,10 +170,11 @@ def _forest(preprocess, estimator) -> ServingModel:
         leaf = tree.children_left[order] == -1
         left = np.where(leaf, np.arange(tree.node_count), renumbered[tree.children_left[order]]) + offset
         feature = np.where(leaf, 0, tree.feature[order]).astype(np.int64)
+        threshold = tree.threshold[order]
         code = np.full(tree.node_count, FOREST_LEAF_CODE, dtype=np.int64)
         for f in np.unique(feature[~leaf]):
             split = ~leaf & (feature == f)
-            code[split] = np.searchsorted(borders[f], tree.threshold[order][split])
+            code[split] = np.searchsorted(borders[f], threshold[split])
         nodes.append(left | code << FOREST_CODE_BITS | feature << FOREST_FEATURE_SHIFT)
         counts = tree.value[order, 0, :]
         values.append(counts[:, 1] / counts.sum(axis=1))
