@@ -138,7 +138,8 @@ class IngestionDatabase:
                     for number, chunk in enumerate(chunks):
                         staged = None
                         if self.is_mysql and len(chunk.valid):
-                            staged = self._stage_csv(table, chunk.valid, os.path.join(staging, f"{number}.csv"))
+                            staged = os.path.join(staging, f"{number}.csv")
+                            self._stage_csv(table, chunk.valid, staged)
                         if pending is not None:
                             pending.result()
                         pending = writer.submit(write, chunk, staged)
@@ -188,13 +189,12 @@ class IngestionDatabase:
     def _loaded_columns(table: sa.Table) -> list[str]:
         return [c.name for c in table.columns if c.name not in ("source_file", "ingested_at")]
 
-    def _stage_csv(self, table: sa.Table, rows: pd.DataFrame, path: str) -> str:
+    def _stage_csv(self, table: sa.Table, rows: pd.DataFrame, path: str) -> None:
         """MySQL: the validated rows as a CSV file for LOAD DATA LOCAL INFILE (pyarrow writes
         CSV ~10x faster than to_csv). It always quotes strings, so the unquoted word NULL
         it writes for a missing value is read as NULL, and a text 'NULL' stays text."""
         pa_csv.write_csv(pa.Table.from_pandas(rows[self._loaded_columns(table)], preserve_index=False), path,
                          pa_csv.WriteOptions(include_header=False, quoting_style="needed", null_string="NULL"))
-        return path
 
     def _load_data_infile(self, conn, table: sa.Table, path: str, rows: int, source_file: str, when) -> None:
         """LOAD DATA LOCAL INFILE of a staged chunk: the server's own bulk path. Columns

@@ -96,14 +96,15 @@ class DuplicateTracker:
     def check(self, raw: pd.DataFrame, first_row_number: int) -> tuple[pd.Series, dict[str, str]]:
         """Reasons for rows of ``raw`` (indexed like it) that repeat or conflict with
         earlier chunks, and the ids whose earlier loaded rows must be retracted."""
-        ids = raw[self.id_column].astype("string").str.strip()
+        given = raw[self.id_column].astype("string")
+        ids = given.str.strip()
         ids = ids.mask(ids == "")
         has_id = ids.notna().to_numpy()
         # hashing text is most of the cost: hash each column once, and reuse the id
         # column's hashes when stripping changed no id (the usual file)
         cells = {c: _hash(raw[c]) for c in raw.columns}
         row_hashes = _combine(list(cells.values()))
-        unchanged = ids.fillna("").eq(raw[self.id_column].astype("string").fillna("")).all()
+        unchanged = ids.fillna("").eq(given.fillna("")).all()
         id_hashes = cells[self.id_column] if unchanged else _hash(ids.fillna(""))
         repeats, where = _lookup(self.row_keys, row_hashes)
         seen_id = has_id & _lookup(self.id_keys, id_hashes)[0] & ~repeats
