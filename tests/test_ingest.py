@@ -165,12 +165,35 @@ def test_a_chunked_load_keeps_exactly_the_rows_a_whole_file_validation_keeps(tmp
     whole = validate_frame(pd.read_csv(tmp_path / "raw" / f"insurance_data_2026-11-01_06-00-00.csv", dtype=str),
                            Schema.from_params(SCHEMA), "whole")
     loaded = {r[0] for r in query(tmp_path, "SELECT customer_id FROM policies_raw")}
-    quarantined = {r[0] for r in query(tmp_path, "SELECT row_number FROM quarantine")}
+    quarantined = dict(query(tmp_path, "SELECT row_number, reason FROM quarantine"))
     assert loaded == set(whole.valid["customer_id"])
-    assert quarantined == set(whole.rejected["row_number"])
+    assert quarantined == dict(zip(whole.rejected["row_number"], whole.rejected["reason"]))
+    assert any("repeats row" in r for r in quarantined.values())
     assert report["loaded"][0]["rows_loaded"] == len(whole.valid)
     first = lines[5].split(",")[0]
     assert first not in loaded  # its id came back later with other values
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 60])
+def test_repeats_and_conflicting_ids_are_judged_over_the_whole_file_whatever_the_chunks(tmp_path, chunk_rows):
+    # 20 ids over 150 rows: most rows repeat an earlier one exactly, ids 0, 4, 8, ... come
+    # with three sets of values, id 5 is sometimes padded with a space, id 7 breaks a rule
+    def row(i: int) -> str:
+        customer, variant = i % 20, (i // 20) % 3 if i % 20 % 4 == 0 else 0
+        padded = " " if customer == 5 and i % 40 == 5 else ""
+        return f"{padded}{customer},{30 + variant},100.5,auto,{-1 if customer == 7 else 1},0\n"
+
+    rows = [row(i) for i in range(150)]
+    path = snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + "".join(rows))
+
+    ingest(tmp_path, chunk_rows=chunk_rows)
+
+    whole = validate_frame(pd.read_csv(path, dtype=str), Schema.from_params(SCHEMA), "whole")
+    reasons = dict(zip(whole.rejected["row_number"], whole.rejected["reason"]))
+    assert {"repeats row", "several rows", "claims_count"} <= {w for r in reasons.values() for w in
+                                                              ("repeats row", "several rows", "claims_count") if w in r}
+    assert dict(query(tmp_path, "SELECT row_number, reason FROM quarantine")) == reasons
+    assert {r[0] for r in query(tmp_path, "SELECT customer_id FROM policies_raw")} == set(whole.valid["customer_id"])
 
 
 def test_a_second_run_and_a_redelivered_object_load_nothing_new(tmp_path):

@@ -204,7 +204,7 @@ def validate_frame(
     source: str,
     labelled: bool = True,
     first_row_number: int = 1,
-    duplicates: bool = True,
+    duplicates: bool | Callable[[pd.DataFrame, pd.Series, int], pd.Series] = True,
 ) -> ValidationResult:
     """Split raw text rows into typed valid rows and rejected rows with reasons.
 
@@ -213,6 +213,8 @@ def validate_frame(
     chunked reader keep the file's numbering. With ``duplicates`` an exact
     repeat of an earlier row is rejected as a duplicate of it, and an id that
     appears with different contents is rejected on every row that carries it.
+    A chunked reader passes instead a function of (raw rows, stripped ids, first row
+    number) that returns those reasons by row over the whole file so far.
     """
     raw = raw.rename(columns=lambda c: str(c).strip())
     check_columns(list(raw.columns), schema, source, labelled)
@@ -281,7 +283,10 @@ def validate_frame(
         )
         typed[schema.target] = (normalised == schema.positive_label).astype("int64")
 
-    if duplicates:
+    if callable(duplicates):
+        found = duplicates(raw, ids, first_row_number)
+        fail(raw.index.isin(found.index), lambda r: found[r])
+    elif duplicates:
         _reject_duplicates(raw, ids, first_row_number, schema.id_column, fail)
 
     reasons = (
