@@ -203,6 +203,13 @@ def test_missing_values_are_the_missing_category(server):
     assert 0.0 < answer["predictions"][0]["churn_probability"] < 1.0
 
 
+def test_ids_come_back_as_sent_even_beyond_64_bits(server):
+    ids = [2**70, -(2**63) - 1, "Zoë-7", 7]
+    status, answer, _ = server.request("POST", "/predict", {"instances": [{**GOOD, "customer_id": i} for i in ids]})
+    assert status == 200, answer
+    assert [p["customer_id"] for p in answer["predictions"]] == ids
+
+
 # ---- champion loading -------------------------------------------------------------------
 
 def test_hot_swap_after_the_refresh_interval(server, registry):

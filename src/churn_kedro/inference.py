@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -85,10 +86,14 @@ def _codes(values: Any, categories: Sequence[str], unknown: int) -> np.ndarray:
     the model saw it); anything else -> ``unknown``."""
     index = {c: i for i, c in enumerate(categories)}
     missing = index.get(MISSING_CATEGORY, unknown)
-    out = np.fromiter(
-        (missing if _missing(v) else index.get(str(v), unknown) for v in values),
-        dtype=np.int64, count=len(values),
-    )
+    index[None] = missing
+    values = values if isinstance(values, list) else list(values)
+    # one dict lookup a value at C speed; only the values it did not find (NaN, a number,
+    # an unseen category: few) are looked at again one by one
+    out = np.fromiter(map(index.get, values, itertools.repeat(unknown)), dtype=np.int64, count=len(values))
+    for i in np.flatnonzero(out == unknown).tolist():
+        value = values[i]
+        out[i] = missing if _missing(value) else index.get(str(value), unknown)
     return out
 
 

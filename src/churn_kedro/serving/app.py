@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from churn_kedro.inference import predict
 from churn_kedro.serving.champion import ChampionSource, NoChampion
 from churn_kedro.serving.validation import NonFinite, RequestError, check_instances
@@ -36,11 +38,22 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     def encoded(self) -> bytes:
-        return json.dumps(self.body, allow_nan=False).encode()
+        """orjson writes a 10,000-row answer in ~1 ms, json in ~10 ms."""
+        try:
+            return orjson.dumps(self.body)
+        except orjson.JSONEncodeError:  # an integer id beyond 64 bits
+            return json.dumps(self.body, ensure_ascii=False).encode()
 
 
-def _parse_constant(token: str) -> NonFinite:
-    return NonFinite(token)
+def _parse_json(body: bytes | str | None) -> Any:
+    """json, not orjson (which is only ~4 ms faster on a 10,000-row batch): it keeps
+    NaN and Infinity tokens for validation to name their field, and integers beyond
+    64 bits exact (orjson makes them floats; an id must come back as sent)."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else (body or "")
+        return json.loads(text, parse_constant=NonFinite)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
 
 
 class Application:
@@ -104,11 +117,7 @@ class Application:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise RequestError(415, f"Content-Type must be application/json, got {content_type or 'none'}")
-        try:
-            text = body.decode("utf-8") if isinstance(body, bytes) else (body or "")
-            document = json.loads(text, parse_constant=_parse_constant)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+        document = _parse_json(body)
         ids, columns = check_instances(document, champion["card"], self.max_batch)
         result = predict(champion, columns)
         predictions = [
