@@ -136,12 +136,13 @@ class ServingModel:
         if self.kind == "catboost":
             categorical = [list(features[n]) for n in self.categorical]
             size = len(numeric[0]) if numeric else len(categorical[0])
-            # in row blocks: the per-split bit matrix of a whole batch would not fit in cache
-            return np.concatenate([
-                self._oblivious([x[i:i + 512] for x in numeric],
-                                dict(zip(self.categorical, [c[i:i + 512] for c in categorical])))
-                for i in range(0, size, 512)
-            ]) if size else np.zeros(0)
+            # in row blocks: the per-split bit matrix of a whole batch would not fit in cache;
+            # numpy releases the GIL in the gathers, so the blocks run on every core
+            blocks = [([x[i:i + 512] for x in numeric], dict(zip(self.categorical, [c[i:i + 512] for c in categorical])))
+                      for i in range(0, size, 512)]
+            if len(blocks) > 1:
+                return np.concatenate(list(_threads().map(self._oblivious, *zip(*blocks))))
+            return self._oblivious(*blocks[0]) if blocks else np.zeros(0)
         columns = self._design_columns(numeric, features)
         if self.kind == "logistic_regression":
             return self._linear(columns)
