@@ -2,7 +2,8 @@
 install docker/requirements.txt exactly as its RUN line does (binary wheels for the base
 image's platform tags) into an empty folder, lay out the COPY'd sources, and run the
 handler from that folder alone (`python -S`) on REST v1 and HTTP API v2 events against
-a real registry, on a local folder and on S3."""
+a real registry, on a local folder and on S3; and run the image's CMD as the base image
+does, through the Lambda runtime interface client, against a stand-in of the Runtime API."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -87,20 +91,19 @@ def pip_arguments() -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def site_packages(request) -> Path:
-    """docker/requirements.txt installed as the image's RUN line does, into an empty
-    folder; cached in .pytest_cache by the content of the requirements and options."""
+def install_for_the_image(request, name: str, requirements: Path) -> Path:
+    """``requirements`` installed as the image's RUN line does, into an empty folder;
+    cached in .pytest_cache by the content of the requirements and options."""
     arguments = pip_arguments()
-    key = hashlib.sha256((REQUIREMENTS.read_text() + " ".join(arguments)).encode()).hexdigest()[:16]
-    cache = Path(request.config.cache.mkdir("docker-site-packages"))
+    key = hashlib.sha256((requirements.read_text() + " ".join(arguments)).encode()).hexdigest()[:16]
+    cache = Path(request.config.cache.mkdir(name))
     target = cache / key
     if not (target / ".complete").exists():
         partial = cache / f"{key}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         result = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             *arguments, "--target", str(partial), "-r", str(REQUIREMENTS)],
+             *arguments, "--target", str(partial), "-r", str(requirements)],
             capture_output=True, text=True, timeout=600,
         )
         assert result.returncode == 0, result.stderr[-3000:]
@@ -108,6 +111,24 @@ def site_packages(request) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
     return target
+
+
+@pytest.fixture(scope="module")
+def site_packages(request) -> Path:
+    """docker/requirements.txt as the image installs it into ${LAMBDA_TASK_ROOT}."""
+    return install_for_the_image(request, "docker-site-packages", REQUIREMENTS)
+
+
+# The base image runs the CMD through its own copy of the Lambda runtime interface client
+# (/lambda-entrypoint.sh: python -m awslambdaric <CMD>); this is a recent one, pinned.
+RUNTIME_INTERFACE_CLIENT = "awslambdaric==4.2.2\nsimplejson==4.3.0\nsnapshot-restore-py==1.0.0\n"
+
+
+@pytest.fixture(scope="module")
+def runtime_interface_client(request, tmp_path_factory) -> Path:
+    requirements = tmp_path_factory.mktemp("ric") / "requirements.txt"
+    requirements.write_text(RUNTIME_INTERFACE_CLIENT)
+    return install_for_the_image(request, "docker-awslambdaric", requirements)
 
 
 def test_install_is_exactly_the_pins_for_the_base_glibc(site_packages):
@@ -178,7 +199,12 @@ def events() -> list[dict]:
 def check(answer: dict, version: str, site: Path) -> None:
     assert answer["heavy"] == []
     assert answer["numpy"].startswith(str(site))
-    predict_v1, predict_v2, health, model, bad = answer["responses"]
+    check_responses(answer["responses"], version)
+
+
+def check_responses(responses: list[dict], version: str) -> None:
+    """The answers to events(), in order."""
+    predict_v1, predict_v2, health, model, bad = responses
     for response in (predict_v1, predict_v2):
         assert response["statusCode"] == 200, response
         body = json.loads(response["body"])
@@ -201,3 +227,83 @@ def test_handler_from_the_image_folder_reads_an_s3_registry(site_packages, task_
     answer = run_handler(task_root, site_packages, root, events(), AWS_ENDPOINT_URL=s3_endpoint,
                          AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     check(answer, "v1-logistic_regression", site_packages)
+
+
+class RuntimeApi(ThreadingHTTPServer):
+    """A stand-in of the Lambda Runtime API (the 2018-06-01 paths the runtime interface
+    client calls): hands out ``events`` one per /next, keeps what comes back."""
+
+    daemon_threads = True
+
+    def __init__(self, events: list[dict]):
+        super().__init__(("127.0.0.1", 0), _RuntimeApiHandler)
+        self.pending = list(enumerate(events))
+        self.results: dict[int, dict] = {}
+        self.errors: list[dict] = []
+        self.answered = threading.Condition()
+
+
+class _RuntimeApiHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: RuntimeApi
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        assert self.path == "/2018-06-01/runtime/invocation/next", self.path
+        with self.server.answered:
+            if not self.server.pending:  # every event handed out: hold the runtime here
+                self.server.answered.wait(60)
+                return
+            number, event = self.server.pending.pop(0)
+        self._reply(200, json.dumps(event).encode(), {
+            "Content-Type": "application/json",
+            "Lambda-Runtime-Aws-Request-Id": f"request-{number}",
+            "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 30_000),
+            "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:123456789012:function:churn-serving",
+            "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000",
+        })
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        match = re.fullmatch(r"/2018-06-01/runtime/invocation/request-(\d+)/(response|error)", self.path)
+        with self.server.answered:
+            if match and match.group(2) == "response":
+                self.server.results[int(match.group(1))] = json.loads(body)
+            else:  # an invocation error or /runtime/init/error
+                self.server.errors.append({"path": self.path, "body": body.decode(errors="replace")})
+            self.server.answered.notify_all()
+        self._reply(202)
+
+
+def test_the_image_cmd_answers_through_the_lambda_runtime_interface_client(
+        site_packages, runtime_interface_client, task_root, tmp_path):
+    build_registry(tmp_path / "registry", ("random_forest",), promote="v1-random_forest")
+    (cmd,) = instructions("CMD")
+    api = RuntimeApi(events())
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    process = subprocess.Popen(
+        [sys.executable, "-S", "-m", "awslambdaric", *json.loads(cmd)], cwd=task_root,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={"PYTHONPATH": os.pathsep.join(map(str, (task_root, site_packages, runtime_interface_client))),
+             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server_address[1]}", "LAMBDA_TASK_ROOT": str(task_root),
+             "CHURN_REGISTRY": str(tmp_path / "registry"), "PATH": "/usr/bin:/bin", "HOME": str(task_root)})
+    try:
+        with api.answered:
+            api.answered.wait_for(lambda: len(api.results) == len(events()) or api.errors
+                                  or process.poll() is not None, timeout=60)
+    finally:
+        process.kill()
+        output = process.communicate()[0]
+        api.shutdown()
+    assert not api.errors and len(api.results) == len(events()), (api.errors, output[-3000:])
+    check_responses([api.results[n] for n in range(len(events()))], "v1-random_forest")
