@@ -35,7 +35,7 @@ FOREST_CODE_BITS = 32
 FOREST_LEFT_MASK = (1 << FOREST_CODE_BITS) - 1
 FOREST_FEATURE_SHIFT = 52
 FOREST_LEAF_CODE = (1 << (FOREST_FEATURE_SHIFT - FOREST_CODE_BITS)) - 1  # no row's code exceeds it
-FOREST_BLOCK_ROWS = 256  # rows walked together: their (rows x trees) state stays in cache
+FOREST_BLOCK_ROWS = 512  # rows walked together: their (rows x trees) state stays in L2 (2 MB a core here)
 
 
 @dataclass(frozen=True)
