@@ -42,6 +42,7 @@ method, url, csv_path, chunk_rows = sys.argv[1], sys.argv[2], sys.argv[3], int(s
 schema_params = yaml.safe_load(open(sys.argv[5]))["schema"]
 start_rss = psutil.Process().memory_info().rss
 engine = create_engine(url)
+header = open(csv_path).readline().strip().split(",")
 columns = "customer_id VARCHAR(128) PRIMARY KEY, age DOUBLE, annual_premium DOUBLE, policy_type VARCHAR(255), claims_count DOUBLE, churn SMALLINT"
 t0 = time.perf_counter()
 if method == "ours":
@@ -61,7 +62,6 @@ elif method == "to_sql":
 elif method == "load_data":
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE raw_policies ({columns})")
-        header = open(csv_path).readline().strip().split(",")
         rows = conn.exec_driver_sql(
             f"LOAD DATA LOCAL INFILE %s INTO TABLE raw_policies FIELDS TERMINATED BY ',' "
             f"OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\n' IGNORE 1 LINES ({', '.join(header)})",
@@ -71,7 +71,6 @@ elif method == "load_data_policies_raw":
     from churn_kedro.schema import Schema
     create_tables(engine, Schema.from_params(schema_params))
     with engine.begin() as conn:
-        header = open(csv_path).readline().strip().split(",")
         conn.exec_driver_sql("SET @n = 0")
         rows = conn.exec_driver_sql(
             f"LOAD DATA LOCAL INFILE %s INTO TABLE policies_raw FIELDS TERMINATED BY ',' "

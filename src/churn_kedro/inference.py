@@ -36,6 +36,7 @@ FOREST_LEFT_MASK = (1 << FOREST_CODE_BITS) - 1
 FOREST_FEATURE_SHIFT = 52
 FOREST_LEAF_CODE = (1 << (FOREST_FEATURE_SHIFT - FOREST_CODE_BITS)) - 1  # no row's code exceeds it
 FOREST_BLOCK_ROWS = 512  # rows walked together: their (rows x trees) state stays in L2 (2 MB a core here)
+OBLIVIOUS_BLOCK_ROWS = 512  # CatBoost rows scored together: their (splits x rows) bits stay in cache
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,14 @@ def _codes(values: Any, categories: Sequence[str], unknown: int) -> np.ndarray:
     return out
 
 
+def _in_blocks(score: Any, blocks: list[tuple]) -> np.ndarray:
+    """``score(*block)`` of each block of rows, concatenated. Several blocks run on every
+    core: numpy releases the GIL in the gathers and ufuncs that make up a block's work."""
+    if len(blocks) <= 1:
+        return score(*blocks[0]) if blocks else np.zeros(0)
+    return np.concatenate(list(_threads().map(lambda block: score(*block), blocks)))
+
+
 @functools.cache
 def _threads():
     from concurrent.futures import ThreadPoolExecutor  # here: keeps it off the cold start
@@ -136,13 +145,11 @@ class ServingModel:
         if self.kind == "catboost":
             categorical = [list(features[n]) for n in self.categorical]
             size = len(numeric[0]) if numeric else len(categorical[0])
-            # in row blocks: the per-split bit matrix of a whole batch would not fit in cache;
-            # numpy releases the GIL in the gathers, so the blocks run on every core
-            blocks = [([x[i:i + 512] for x in numeric], dict(zip(self.categorical, [c[i:i + 512] for c in categorical])))
-                      for i in range(0, size, 512)]
-            if len(blocks) > 1:
-                return np.concatenate(list(_threads().map(self._oblivious, *zip(*blocks))))
-            return self._oblivious(*blocks[0]) if blocks else np.zeros(0)
+            # in row blocks: the per-split bit matrix of a whole batch would not fit in cache
+            rows = [slice(i, i + OBLIVIOUS_BLOCK_ROWS) for i in range(0, size, OBLIVIOUS_BLOCK_ROWS)]
+            return _in_blocks(self._oblivious, [
+                ([x[r] for x in numeric], {name: c[r] for name, c in zip(self.categorical, categorical)})
+                for r in rows])
         columns = self._design_columns(numeric, features)
         if self.kind == "logistic_regression":
             return self._linear(columns)
@@ -192,10 +199,8 @@ class ServingModel:
         # value, so that value > borders[k] exactly when code > k.
         codes = np.column_stack([np.searchsorted(borders[offsets[f]:offsets[f + 1]], x[:, f])
                                  for f in range(x.shape[1])])
-        blocks = [codes[i:i + FOREST_BLOCK_ROWS] for i in range(0, len(codes), FOREST_BLOCK_ROWS)]
-        if len(blocks) > 1:  # numpy releases the GIL in gathers and ufuncs: use every core
-            return np.concatenate(list(_threads().map(self._walk, blocks)))
-        return self._walk(codes)
+        return _in_blocks(self._walk, [(codes[i:i + FOREST_BLOCK_ROWS],)
+                                       for i in range(0, len(codes), FOREST_BLOCK_ROWS)])
 
     def _walk(self, codes: np.ndarray) -> np.ndarray:
         """Mean leaf value over the trees for a block of rows. All (row, tree) pairs step
