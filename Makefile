@@ -1,4 +1,4 @@
-# The commands a user types (DESIGN §2). Each one creates .venv first when it is missing.
+# The commands a user types (see docs/architecture.md: commands). Each one creates .venv first when it is missing.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,7 +7,7 @@ export DO_NOT_TRACK := 1
 # Kedro 1.7 warns about its own internals on every run; keep the output readable.
 export PYTHONWARNINGS := ignore::DeprecationWarning,ignore:register_new_resolver:UserWarning
 
-.PHONY: run test serve viz bench watch constraints clean
+.PHONY: run test test-fast lint serve viz bench watch constraints clean
 
 $(BIN)/kedro: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,16 @@ run: $(BIN)/kedro
 	$(BIN)/kedro run --pipeline ingest_processed
 	$(BIN)/churn-registry status
 
-test: $(BIN)/kedro
+test: lint
 	$(BIN)/python -m pytest
+
+# The edit loop: no whole-pipeline runs, no servers, no MariaDB (a minute or two).
+test-fast: $(BIN)/kedro
+	$(BIN)/python -m pytest -m "not slow and not mysql"
+
+lint: $(BIN)/kedro
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 serve: $(BIN)/kedro
 	$(BIN)/python -m churn_kedro.serving --host 127.0.0.1 --port 8080

@@ -1,4 +1,4 @@
-"""Ingestion benchmark (issue 3): the same generated CSV loaded three ways, on MariaDB and SQLite.
+"""Ingestion benchmark: the same generated CSV loaded three ways, on MariaDB and SQLite.
 
     python benchmarks/bench_ingest.py                 # 1,000,000 rows
     python benchmarks/bench_ingest.py --rows 200000   # another size
@@ -11,7 +11,7 @@ Methods, each in a fresh process (so its peak memory is its own):
             df.to_sql(table, engine, if_exists="append", index=False)
   load_data MySQL: LOAD DATA LOCAL INFILE of the raw CSV, no validation at all, into a
             table of the file's columns keyed on the id (the fastest a server can take the file)
-  load_data_policies_raw  the same LOAD DATA into policies_raw itself (DESIGN's key
+  load_data_policies_raw  the same LOAD DATA into policies_raw itself (its real key
             (source_file, customer_id), source_file, row_number and ingested_at set by the
             server): what the table costs the server, whoever loads it
   executemany  SQLite's nearest equivalent: csv.reader rows into executemany, no validation
@@ -95,9 +95,18 @@ print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak / 2**20, "gr
 
 def measure(method: str, url: str, csv_path: Path, chunk_rows: int) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, method, url, str(csv_path), str(chunk_rows),
-         str(REPO / "conf/base/parameters.yml")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            method,
+            url,
+            str(csv_path),
+            str(chunk_rows),
+            str(REPO / "conf/base/parameters.yml"),
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise RuntimeError(f"{method} failed:\n{result.stderr[-3000:]}")
@@ -125,23 +134,44 @@ def rate(result: dict) -> float:
 
 
 def generate(rows: int, folder: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "churn_kedro.generate", "--rows", str(rows), "--clean",
-                    "--timestamp", "2026-11-01_06-00-00", "--out", str(folder / "raw"),
-                    "--truth-dir", str(folder / "truth")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "churn_kedro.generate",
+            "--rows",
+            str(rows),
+            "--clean",
+            "--timestamp",
+            "2026-11-01_06-00-00",
+            "--out",
+            str(folder / "raw"),
+            "--truth-dir",
+            str(folder / "truth"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return next((folder / "raw").glob("*.csv"))
 
 
 def report(backend: str, results: dict[str, dict], reference: str) -> None:
-    print(f"\n{backend}: {'method':<22} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'vs ' + reference:>14} "
-          f"{'peak RSS MB':>12} {'growth MB':>10}")
+    print(
+        f"\n{backend}: {'method':<22} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'vs ' + reference:>14} "
+        f"{'peak RSS MB':>12} {'growth MB':>10}"
+    )
     for method, r in results.items():
         ratio = rate(r) / rate(results[reference])
-        print(f"{'':<{len(backend) + 1}} {method:<22} {r['rows']:>9} {r['seconds']:>8.1f} {rate(r):>9.0f} "
-              f"{ratio:>13.2f}x {r['peak_mb']:>12.0f} {r['growth_mb']:>10.0f}")
+        print(
+            f"{'':<{len(backend) + 1}} {method:<22} {r['rows']:>9} {r['seconds']:>8.1f} {rate(r):>9.0f} "
+            f"{ratio:>13.2f}x {r['peak_mb']:>12.0f} {r['growth_mb']:>10.0f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="50,000 rows")
     parser.add_argument("--chunk-rows", type=int, default=100_000)
@@ -152,14 +182,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         folder = Path(tmp)
         csv_path = generate(rows, folder)
-        print(f"{rows} generated rows, {csv_path.stat().st_size / 2**20:.1f} MB CSV, chunks of {args.chunk_rows}")
+        print(
+            f"{rows} generated rows, {csv_path.stat().st_size / 2**20:.1f} MB CSV, chunks of {args.chunk_rows}"
+        )
         if not args.skip_mysql:
-            results = {m: measure_mysql(m, args.mysql, csv_path, args.chunk_rows)
-                       for m in ("load_data", "load_data_policies_raw", "ours", "to_sql")}
+            results = {
+                m: measure_mysql(m, args.mysql, csv_path, args.chunk_rows)
+                for m in ("load_data", "load_data_policies_raw", "ours", "to_sql")
+            }
             report("MariaDB", results, "load_data")
             same = results["load_data_policies_raw"]
-            print(f"MariaDB: ours is {rate(results['ours']) / rate(same):.2f}x the rows/s of LOAD DATA "
-                  "into the same table (policies_raw)")
+            print(
+                f"MariaDB: ours is {rate(results['ours']) / rate(same):.2f}x the rows/s of LOAD DATA "
+                "into the same table (policies_raw)"
+            )
         results = {}
         for method in ("executemany", "ours", "to_sql"):
             db = folder / f"{method}.db"

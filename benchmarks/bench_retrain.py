@@ -6,7 +6,7 @@ children, polled every 0.1 s). Printed: wall time, peak memory, holdout ROC-AUC
 of each, and the oracle ROC-AUC (the generator's true probabilities) on each
 one's holdout rows and on all rows.
 
-The baseline follows the seed notebook's recipe (issue 2, Benchmark): MinMaxScaler
+The baseline follows the seed notebook's recipe: MinMaxScaler
 fitted on all rows, train_test_split(0.2, stratified), SMOTE on the train split,
 GridSearchCV 5-fold scored on F1 over logistic regression, random forest and
 XGBoost, best by CV F1, ROC-AUC on its test split.
@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from kedro_project import FAST_RETRAIN  # noqa: E402 - --quick: the tests' small search budgets
+
 BIN = Path(sys.executable).parent
 STAMP = "2026-11-01_06-00-00"
 SNAPSHOT = f"insurance_data_{STAMP}.csv"
@@ -38,12 +39,17 @@ SNAPSHOT = f"insurance_data_{STAMP}.csv"
 BASELINE_GRIDS = {
     "logistic_regression": {"C": [0.01, 0.1, 1, 10, 100], "solver": ["liblinear", "lbfgs"]},
     "random_forest": {
-        "n_estimators": [50, 100, 200], "max_depth": [10, 20, None],
-        "min_samples_split": [2, 5, 10], "min_samples_leaf": [1, 2, 4],
+        "n_estimators": [50, 100, 200],
+        "max_depth": [10, 20, None],
+        "min_samples_split": [2, 5, 10],
+        "min_samples_leaf": [1, 2, 4],
     },
     "xgboost": {
-        "n_estimators": [100, 200, 300], "learning_rate": [0.01, 0.1, 0.2], "max_depth": [3, 6, 9],
-        "subsample": [0.8, 1.0], "colsample_bytree": [0.8, 1.0],
+        "n_estimators": [100, 200, 300],
+        "learning_rate": [0.01, 0.1, 0.2],
+        "max_depth": [3, 6, 9],
+        "subsample": [0.8, 1.0],
+        "colsample_bytree": [0.8, 1.0],
     },
 }
 QUICK_GRIDS = {
@@ -57,11 +63,16 @@ def run_measured(command: list[str], cwd: Path) -> tuple[float, float, subproces
     """Run a command; return wall seconds and peak summed RSS (MiB) of its process tree."""
     import psutil
 
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-           "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore:register_new_resolver:UserWarning"}
+    env = {
+        **os.environ,
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+        "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore:register_new_resolver:UserWarning",
+    }
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     peak = 0
     root = psutil.Process(process.pid)
     while process.poll() is None:
@@ -75,7 +86,9 @@ def run_measured(command: list[str], cwd: Path) -> tuple[float, float, subproces
     wall = time.perf_counter() - start
     done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
+        raise SystemExit(
+            f"{' '.join(command)} failed ({done.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}"
+        )
     return wall, peak / 2**20, done
 
 
@@ -95,7 +108,9 @@ def oracle_auc(ids, labels, truth_path: Path) -> float:
     from sklearn.metrics import roc_auc_score
 
     truth = pd.read_csv(truth_path, dtype={"customer_id": str}).drop_duplicates("customer_id")
-    probability = pd.Series(list(ids), dtype=str).map(truth.set_index("customer_id")["churn_probability"])
+    probability = pd.Series(list(ids), dtype=str).map(
+        truth.set_index("customer_id")["churn_probability"]
+    )
     return float(roc_auc_score(list(labels), probability))
 
 
@@ -110,21 +125,32 @@ def ours(project: Path, quick: bool) -> dict:
     card = json.loads(card_path.read_text())
     holdout = pd.read_parquet(project / "data/05_model_input/holdout.parquet")
     return {
-        "wall_s": wall, "peak_mib": peak, "family": card["family"],
-        "holdout_roc_auc": card["metrics"]["roc_auc"], "holdout_rows": len(holdout),
-        "oracle_on_holdout": oracle_auc(holdout["customer_id"], holdout["churn"],
-                                        project / "data/truth" / SNAPSHOT),
+        "wall_s": wall,
+        "peak_mib": peak,
+        "family": card["family"],
+        "holdout_roc_auc": card["metrics"]["roc_auc"],
+        "holdout_rows": len(holdout),
+        "oracle_on_holdout": oracle_auc(
+            holdout["customer_id"], holdout["churn"], project / "data/truth" / SNAPSHOT
+        ),
     }
 
 
 def baseline(project: Path, quick: bool) -> dict:
     result_path = project / "baseline.json"
-    command = [sys.executable, __file__, "--run-baseline", str(project / "data/01_raw" / SNAPSHOT),
-               str(result_path), *(["--quick"] if quick else [])]
+    command = [
+        sys.executable,
+        __file__,
+        "--run-baseline",
+        str(project / "data/01_raw" / SNAPSHOT),
+        str(result_path),
+        *(["--quick"] if quick else []),
+    ]
     wall, peak, _ = run_measured(command, project)
     result = json.loads(result_path.read_text())
-    result["oracle_on_holdout"] = oracle_auc(result.pop("holdout_ids"), result.pop("holdout_labels"),
-                                             project / "data/truth" / SNAPSHOT)
+    result["oracle_on_holdout"] = oracle_auc(
+        result.pop("holdout_ids"), result.pop("holdout_labels"), project / "data/truth" / SNAPSHOT
+    )
     return {"wall_s": wall, "peak_mib": peak, **result}
 
 
@@ -148,9 +174,12 @@ def run_baseline(snapshot: Path, out: Path, quick: bool) -> None:
     ids = frame.pop("customer_id").astype(str)
     y = frame.pop("churn").astype(int)
     X = pd.get_dummies(frame, columns=["policy_type"], dtype=float)
-    X = pd.DataFrame(MinMaxScaler().fit_transform(X), columns=X.columns, index=X.index)  # on all rows
+    X = pd.DataFrame(
+        MinMaxScaler().fit_transform(X), columns=X.columns, index=X.index
+    )  # on all rows
     X_train, X_test, y_train, y_test, _, ids_test = train_test_split(
-        X, y, ids, test_size=0.2, stratify=y, random_state=42)
+        X, y, ids, test_size=0.2, stratify=y, random_state=42
+    )
     X_train, y_train = SMOTE(random_state=42).fit_resample(X_train, y_train)
 
     grids = QUICK_GRIDS if quick else BASELINE_GRIDS
@@ -166,24 +195,36 @@ def run_baseline(snapshot: Path, out: Path, quick: bool) -> None:
         print(f"{name}: CV F1 {search.best_score_:.4f} {search.best_params_}", flush=True)
     best = max(searches, key=lambda n: searches[n].best_score_)
     probability = searches[best].predict_proba(X_test)[:, 1]
-    out.write_text(json.dumps({
-        "family": best,
-        "cv_f1": float(searches[best].best_score_),
-        "holdout_roc_auc": float(roc_auc_score(y_test, probability)),
-        "holdout_rows": int(len(y_test)),
-        "fits": int(sum(len(s.cv_results_["params"]) * 5 for s in searches.values())),
-        "holdout_ids": ids_test.tolist(),
-        "holdout_labels": np.asarray(y_test).tolist(),
-    }))
+    out.write_text(
+        json.dumps(
+            {
+                "family": best,
+                "cv_f1": float(searches[best].best_score_),
+                "holdout_roc_auc": float(roc_auc_score(y_test, probability)),
+                "holdout_rows": int(len(y_test)),
+                "fits": int(sum(len(s.cv_results_["params"]) * 5 for s in searches.values())),
+                "holdout_ids": ids_test.tolist(),
+                "holdout_labels": np.asarray(y_test).tolist(),
+            }
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, help="rows to generate (default 20000; 3000 with --quick)")
+    parser.add_argument(
+        "--rows", type=int, help="rows to generate (default 20000; 3000 with --quick)"
+    )
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--quick", action="store_true", help="small data, small grids and budgets (smoke test)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary project and print its path")
-    parser.add_argument("--run-baseline", nargs=2, metavar=("SNAPSHOT", "OUT_JSON"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--quick", action="store_true", help="small data, small grids and budgets (smoke test)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary project and print its path"
+    )
+    parser.add_argument(
+        "--run-baseline", nargs=2, metavar=("SNAPSHOT", "OUT_JSON"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.run_baseline:
         run_baseline(Path(args.run_baseline[0]), Path(args.run_baseline[1]), args.quick)
@@ -193,13 +234,33 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench_retrain_"))
     try:
         project = make_project(workdir)
-        subprocess.run([str(BIN / "churn-generate"), "--rows", str(rows), "--seed", str(args.seed),
-                        "--timestamp", STAMP, "--out", "data/01_raw", "--truth-dir", "data/truth"],
-                       cwd=project, check=True, capture_output=True)
-        oracle_all = _oracle_all(project / "data/01_raw" / SNAPSHOT, project / "data/truth" / SNAPSHOT)
+        subprocess.run(
+            [
+                str(BIN / "churn-generate"),
+                "--rows",
+                str(rows),
+                "--seed",
+                str(args.seed),
+                "--timestamp",
+                STAMP,
+                "--out",
+                "data/01_raw",
+                "--truth-dir",
+                "data/truth",
+            ],
+            cwd=project,
+            check=True,
+            capture_output=True,
+        )
+        oracle_all = _oracle_all(
+            project / "data/01_raw" / SNAPSHOT, project / "data/truth" / SNAPSHOT
+        )
         mode = "quick (reduced grids and budgets)" if args.quick else "full"
-        print(f"bench_retrain: {rows} rows, seed {args.seed}, {mode}; oracle ROC-AUC on all rows "
-              f"{oracle_all:.4f}", flush=True)
+        print(
+            f"bench_retrain: {rows} rows, seed {args.seed}, {mode}; oracle ROC-AUC on all rows "
+            f"{oracle_all:.4f}",
+            flush=True,
+        )
         results = {"ours (kedro retrain)": ours(project, args.quick)}
         print(f"  ours done in {results['ours (kedro retrain)']['wall_s']:.0f} s", flush=True)
         results["seed-style baseline"] = baseline(project, args.quick)
@@ -213,13 +274,17 @@ def main(argv: list[str] | None = None) -> int:
     header = f"{'':22} {'wall s':>8} {'peak MiB':>9} {'best':>20} {'holdout AUC':>12} {'oracle (same rows)':>19}"
     print(header)
     for name, r in results.items():
-        print(f"{name:22} {r['wall_s']:8.1f} {r['peak_mib']:9.0f} {r['family']:>20} "
-              f"{r['holdout_roc_auc']:12.4f} {r['oracle_on_holdout']:19.4f}")
+        print(
+            f"{name:22} {r['wall_s']:8.1f} {r['peak_mib']:9.0f} {r['family']:>20} "
+            f"{r['holdout_roc_auc']:12.4f} {r['oracle_on_holdout']:19.4f}"
+        )
     ours_r, base_r = results["ours (kedro retrain)"], results["seed-style baseline"]
-    print(f"speed-up {base_r['wall_s'] / ours_r['wall_s']:.1f}x; "
-          f"ours - baseline AUC {ours_r['holdout_roc_auc'] - base_r['holdout_roc_auc']:+.4f}; "
-          f"oracle - ours AUC {ours_r['oracle_on_holdout'] - ours_r['holdout_roc_auc']:+.4f} "
-          f"(holdouts: ours {ours_r['holdout_rows']} rows, baseline {base_r['holdout_rows']} rows)")
+    print(
+        f"speed-up {base_r['wall_s'] / ours_r['wall_s']:.1f}x; "
+        f"ours - baseline AUC {ours_r['holdout_roc_auc'] - base_r['holdout_roc_auc']:+.4f}; "
+        f"oracle - ours AUC {ours_r['oracle_on_holdout'] - ours_r['holdout_roc_auc']:+.4f} "
+        f"(holdouts: ours {ours_r['holdout_rows']} rows, baseline {base_r['holdout_rows']} rows)"
+    )
     return 0
 
 

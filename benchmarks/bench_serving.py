@@ -1,4 +1,4 @@
-"""Serving benchmark (issue 4): our Lambda handler against a seed-style handler that
+"""Serving benchmark: our Lambda handler against a seed-style handler that
 unpickles the model on every request, for each model family.
 
     python benchmarks/bench_serving.py            # full: models at realistic sizes
@@ -33,7 +33,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {
     "logistic_regression": {"C": 1.0},
-    "random_forest": {"n_estimators": 200, "max_depth": 16, "min_samples_leaf": 3, "max_features": "sqrt"},
+    "random_forest": {
+        "n_estimators": 200,
+        "max_depth": 16,
+        "min_samples_leaf": 3,
+        "max_features": "sqrt",
+    },
     "catboost": {"iterations": 400, "depth": 6, "learning_rate": 0.08},
 }
 QUICK = {
@@ -83,11 +88,23 @@ def build(root: Path, quick: bool):
     data = sample_frame(schema)
     registry = ModelRegistry(str(root))
     for family, family_params in (QUICK if quick else PARAMS).items():
-        model = FAMILIES[family](schema.numeric_features, schema.categorical_features, family_params, 0, "balanced")
+        model = FAMILIES[family](
+            schema.numeric_features, schema.categorical_features, family_params, 0, "balanced"
+        )
         model.fit(data[schema.features], data[schema.target])
-        registry.register(family, model, {
-            "version": family, "family": family, "created_at": "2026-11-01T00:00:00Z", "threshold": 0.5,
-            "features": schema.features, "schema": schema.to_dict(), "params": family_params})
+        registry.register(
+            family,
+            model,
+            {
+                "version": family,
+                "family": family,
+                "created_at": "2026-11-01T00:00:00Z",
+                "threshold": 0.5,
+                "features": schema.features,
+                "schema": schema.to_dict(),
+                "params": family_params,
+            },
+        )
     return registry, data, schema
 
 
@@ -99,7 +116,10 @@ def instances(data: pd.DataFrame, schema, rows: int) -> list[dict]:
         for key, value in record.items():
             if isinstance(value, float) and np.isnan(value):
                 value = None
-            elif key in schema.numeric_features and schema.numeric[schema.numeric_features.index(key)].integer:
+            elif (
+                key in schema.numeric_features
+                and schema.numeric[schema.numeric_features.index(key)].integer
+            ):
                 value = int(value)
             row[key] = value
         out.append(row)
@@ -154,8 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         registry, data, schema = build(Path(tmp) / "registry", args.quick)
         one = instances(data, schema, 1)
         batch = instances(data, schema, batch_rows)
-        one_event = {"httpMethod": "POST", "path": "/predict", "headers": {"Content-Type": "application/json"},
-                     "body": json.dumps({"instances": one})}
+        one_event = {
+            "httpMethod": "POST",
+            "path": "/predict",
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"instances": one}),
+        }
         batch_event = {**one_event, "body": json.dumps({"instances": batch})}
         columns = {name: [row[name] for row in batch] for name in schema.features}
         results = []
@@ -164,21 +188,28 @@ def main(argv: list[str] | None = None) -> int:
             env = {"CHURN_REGISTRY": registry.url, "PATH": "/usr/bin:/bin"}
             ours_cold = cold_start(COLD.replace("ROW", repr(one[0])), env, cold_runs)
             model_path = str(Path(registry.url) / "versions" / family / "model.joblib")
-            seed_code = SEED_COLD.replace("ROW", repr(one[0])).replace("MODEL", repr(model_path)) \
+            seed_code = (
+                SEED_COLD.replace("ROW", repr(one[0]))
+                .replace("MODEL", repr(model_path))
                 .replace("FEATURES", repr(schema.features))
+            )
             seed_cold = cold_start(seed_code, env, cold_runs)
 
             app = Application(registry.url, refresh_seconds=3600, max_batch=batch_rows)
             p50, p99 = latencies(lambda: handler(one_event, None, app=app), requests)
             assert handler(batch_event, None, app=app)["statusCode"] == 200
-            api_rows = batch_rows / median_seconds(lambda: handler(batch_event, None, app=app), batch_runs)
+            api_rows = batch_rows / median_seconds(
+                lambda: handler(batch_event, None, app=app), batch_runs
+            )
             champion = app.champions.get()
             fn_rows = batch_rows / median_seconds(lambda: predict(champion, columns), batch_runs)
 
             def seed_handler(event):
                 model = joblib.load(model_path)
                 frame = pd.DataFrame(json.loads(event["body"])["instances"])
-                frame[schema.categorical_features] = frame[schema.categorical_features].astype(object).fillna(np.nan)
+                frame[schema.categorical_features] = (
+                    frame[schema.categorical_features].astype(object).fillna(np.nan)
+                )
                 return model.predict_proba(frame[schema.features])[:, 1]
 
             seed_p50, seed_p99 = latencies(lambda: seed_handler(one_event), max(20, requests // 20))
@@ -186,13 +217,17 @@ def main(argv: list[str] | None = None) -> int:
             results.append((family, "ours", ours_cold, p50, p99, api_rows, fn_rows))
             results.append((family, "seed", seed_cold, seed_p50, seed_p99, seed_rows, float("nan")))
 
-    print(f"{'family':<20} {'handler':<6} {'cold s':>7} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'rows/s API':>11} {'rows/s fn':>10}")
+    print(
+        f"{'family':<20} {'handler':<6} {'cold s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'rows/s API':>11} {'rows/s fn':>10}"
+    )
     for family, who, cold, p50, p99, api_rows, fn_rows in results:
         fn = "" if np.isnan(fn_rows) else f"{fn_rows:,.0f}"
         print(f"{family:<20} {who:<6} {cold:7.3f} {p50:8.3f} {p99:8.3f} {api_rows:11,.0f} {fn:>10}")
-    print("targets: cold start <= 1.0 s, p50 <= 1 ms, p99 <= 5 ms, >= 50,000 rows/s"
-          + (" (quick run: small models)" if args.quick else ""))
+    print(
+        "targets: cold start <= 1.0 s, p50 <= 1 ms, p99 <= 5 ms, >= 50,000 rows/s"
+        + (" (quick run: small models)" if args.quick else "")
+    )
     return 0
 
 

@@ -1,7 +1,7 @@
 """Run every benchmarks/bench_*.py in turn (what `make bench` calls).
 
-    python benchmarks/run_all.py            # full benchmarks
-    python benchmarks/run_all.py --quick    # smoke run: each script's --quick mode
+python benchmarks/run_all.py            # full benchmarks
+python benchmarks/run_all.py --quick    # smoke run: each script's --quick mode
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run every benchmarks/bench_*.py in turn.")
-    parser.add_argument("--quick", action="store_true", help="pass --quick: a short smoke run of each")
+    parser.add_argument(
+        "--quick", action="store_true", help="pass --quick: a short smoke run of each"
+    )
     quick = ["--quick"] if parser.parse_args(argv).quick else []
     failed = []
     for script in sorted(Path(__file__).resolve().parent.glob("bench_*.py")):

@@ -52,11 +52,15 @@ def mysql_url() -> Iterator[str]:
 
     server = sa.make_url(MYSQL_SERVER)
     try:
-        sa.create_engine(server, connect_args={"connect_timeout": 3}, poolclass=sa.NullPool).connect().close()
+        sa.create_engine(
+            server, connect_args={"connect_timeout": 3}, poolclass=sa.NullPool
+        ).connect().close()
     except sa.exc.OperationalError as exc:
-        message = (f"MariaDB/MySQL at {server.render_as_string(hide_password=True)} is unreachable "
-                   f"({exc.orig}); start it with: start-stop-daemon --start --oknodo --background "
-                   f"--exec /usr/sbin/mariadbd")
+        message = (
+            f"MariaDB/MySQL at {server.render_as_string(hide_password=True)} is unreachable "
+            f"({exc.orig}); start it with: start-stop-daemon --start --oknodo --background "
+            f"--exec /usr/sbin/mariadbd"
+        )
         if _in_ci():
             pytest.fail(message)
         pytest.skip(message)
@@ -122,5 +126,7 @@ def fresh_mysql_url(mysql_url: str) -> Iterator[str]:
     import sqlalchemy as sa
 
     url = sa.make_url(mysql_url)
-    with _scratch_database(url.set(database=None), f"{url.database}_{uuid.uuid4().hex[:6]}") as fresh:
+    with _scratch_database(
+        url.set(database=None), f"{url.database}_{uuid.uuid4().hex[:6]}"
+    ) as fresh:
         yield fresh

@@ -44,11 +44,17 @@ def env(**extra: str) -> dict[str, str]:
     }
 
 
-def run(project: Path, *args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+def run(
+    project: Path, *args: str, check: bool = True, **extra_env: str
+) -> subprocess.CompletedProcess:
     """Run a console script of the venv (kedro, churn-registry, ...) in the project copy."""
     result = subprocess.run(
-        [str(BIN / args[0]), *args[1:]], cwd=project, env=env(**extra_env),
-        capture_output=True, text=True, timeout=900,
+        [str(BIN / args[0]), *args[1:]],
+        cwd=project,
+        env=env(**extra_env),
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -57,9 +63,21 @@ def run(project: Path, *args: str, check: bool = True, **extra_env: str) -> subp
     return result
 
 
-def retrain(project: Path, *extra: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
-    return run(project, "kedro", "run", "--pipelines", "retrain", "--params", FAST_RETRAIN, *extra,
-               check=check, **extra_env)
+def retrain(
+    project: Path, *extra: str, check: bool = True, **extra_env: str
+) -> subprocess.CompletedProcess:
+    return run(
+        project,
+        "kedro",
+        "run",
+        "--pipelines",
+        "retrain",
+        "--params",
+        FAST_RETRAIN,
+        *extra,
+        check=check,
+        **extra_env,
+    )
 
 
 def generate(project: Path, *args: str, out: str = "data/01_raw") -> None:

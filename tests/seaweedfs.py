@@ -16,13 +16,30 @@ from pathlib import Path
 WEED = Path(sys.executable).parent / "weed"
 # weed mini starts master, volume, filer and S3 servers; every port must be free.
 PORTS = (
-    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "volume.port.public",
-    "filer.port", "filer.port.grpc", "filer.port.public", "s3.port", "s3.port.grpc", "s3.port.https",
-    "s3.port.iceberg", "s3.port.lance", "admin.port", "admin.port.grpc", "webdav.port", "debug.port",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "volume.port.public",
+    "filer.port",
+    "filer.port.grpc",
+    "filer.port.public",
+    "s3.port",
+    "s3.port.grpc",
+    "s3.port.https",
+    "s3.port.iceberg",
+    "s3.port.lance",
+    "admin.port",
+    "admin.port.grpc",
+    "webdav.port",
+    "debug.port",
     "s3.debug.port",
 )
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "churn-test", "AWS_SECRET_ACCESS_KEY": "churn-test-secret",
-               "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "churn-test",
+    "AWS_SECRET_ACCESS_KEY": "churn-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def _free_ports(count: int) -> list[int]:
@@ -43,24 +60,40 @@ def seaweedfs_s3(bucket: str, timeout: float = 60.0) -> Iterator[dict[str, str]]
 
     data = Path(tempfile.mkdtemp(prefix="seaweedfs-"))
     ports = dict(zip(PORTS, _free_ports(len(PORTS))))
-    args = [str(WEED), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
-            *(f"-{name}={port}" for name, port in ports.items())]
+    args = [
+        str(WEED),
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-admin.ui=false",
+        *(f"-{name}={port}" for name, port in ports.items()),
+    ]
     log = open(data / "weed.log", "w")
     # weed mini turns auth on with AWS_* keys from its environment: give it ours
-    server = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS})
+    server = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS}
+    )
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
     environment = {"AWS_ENDPOINT_URL": endpoint, **CREDENTIALS}
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
     try:
         deadline = time.monotonic() + timeout
         while True:
             try:
                 client.create_bucket(Bucket=bucket)
                 break
-            except Exception:
+            except Exception as exc:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"SeaweedFS did not start: {(data / 'weed.log').read_text()[-2000:]}")
+                    raise RuntimeError(
+                        f"SeaweedFS did not start: {(data / 'weed.log').read_text()[-2000:]}"
+                    ) from exc
                 time.sleep(0.3)
         yield environment
     finally:

@@ -26,13 +26,15 @@ def feature_frame(rows: int, seed: int = 0) -> pd.DataFrame:
     """Typed rows as the pipelines see them: ids as text, numbers float64 with NaN,
     categories as text with missing values (as read back from parquet)."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "customer_id": [f"C{seed}-{i}" for i in range(rows)],
-        "age": rng.integers(18, 90, rows).astype("float64"),
-        "annual_premium": np.round(rng.gamma(2.0, 800.0, rows) + 1, 2),
-        "claims_count": rng.poisson(1.0, rows).astype("float64"),
-        "policy_type": rng.choice(["auto", "home", "life"], rows).astype(object),
-    })
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{seed}-{i}" for i in range(rows)],
+            "age": rng.integers(18, 90, rows).astype("float64"),
+            "annual_premium": np.round(rng.gamma(2.0, 800.0, rows) + 1, 2),
+            "claims_count": rng.poisson(1.0, rows).astype("float64"),
+            "policy_type": rng.choice(["auto", "home", "life"], rows).astype(object),
+        }
+    )
     frame.loc[rng.random(rows) < 0.08, "age"] = np.nan
     frame.loc[rng.random(rows) < 0.08, "policy_type"] = np.nan
     return frame
@@ -40,7 +42,11 @@ def feature_frame(rows: int, seed: int = 0) -> pd.DataFrame:
 
 def labels(frame: pd.DataFrame, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed + 1)
-    score = 0.8 * frame["claims_count"] - 0.02 * frame["age"].fillna(50) + (frame["policy_type"] == "life")
+    score = (
+        0.8 * frame["claims_count"]
+        - 0.02 * frame["age"].fillna(50)
+        + (frame["policy_type"] == "life")
+    )
     return (score + rng.normal(0, 0.7, len(frame)) > 0.0).astype(int).to_numpy()
 
 
@@ -48,24 +54,38 @@ def fit(family: str, seed: int = 0, rows: int = 400):
     from churn_kedro.pipelines.data_science.models import FAMILIES
 
     frame = feature_frame(rows, seed)
-    model = FAMILIES[family](SCHEMA.numeric_features, SCHEMA.categorical_features, FAST_PARAMS[family], seed, None)
+    model = FAMILIES[family](
+        SCHEMA.numeric_features, SCHEMA.categorical_features, FAST_PARAMS[family], seed, None
+    )
     return model.fit(frame[SCHEMA.features], labels(frame, seed))
 
 
 def card(version: str, family: str, threshold: float = 0.5) -> dict:
     return {
-        "version": version, "family": family, "created_at": "2026-11-01T06:00:00Z", "threshold": threshold,
-        "features": SCHEMA.features, "schema": SCHEMA.to_dict(), "params": FAST_PARAMS[family],
-        "metrics": {"roc_auc": 0.8, "brier": 0.2}, "data": {"training_rows": 400},
+        "version": version,
+        "family": family,
+        "created_at": "2026-11-01T06:00:00Z",
+        "threshold": threshold,
+        "features": SCHEMA.features,
+        "schema": SCHEMA.to_dict(),
+        "params": FAST_PARAMS[family],
+        "metrics": {"roc_auc": 0.8, "brier": 0.2},
+        "data": {"training_rows": 400},
     }
 
 
-def build_registry(root, families=("logistic_regression", "random_forest", "catboost"), promote: str | None = None,
-                   storage_options=None) -> ModelRegistry:
+def build_registry(
+    root,
+    families=("logistic_regression", "random_forest", "catboost"),
+    promote: str | None = None,
+    storage_options=None,
+) -> ModelRegistry:
     """Register one version per family (named v1-<family>, ...); promote ``promote``."""
     registry = ModelRegistry(str(root), storage_options)
     for i, family in enumerate(families, 1):
-        registry.register(f"v{i}-{family}", fit(family, seed=i), card(f"v{i}-{family}", family, 0.4 + 0.05 * i))
+        registry.register(
+            f"v{i}-{family}", fit(family, seed=i), card(f"v{i}-{family}", family, 0.4 + 0.05 * i)
+        )
     if promote:
         registry.promote(promote, "test")
     return registry
@@ -76,11 +96,13 @@ def instances(rows: int, seed: int = 5) -> list[dict]:
     frame = feature_frame(rows, seed)
     out = []
     for row in frame.to_dict("records"):
-        out.append({
-            "customer_id": row["customer_id"],
-            "age": None if pd.isna(row["age"]) else int(row["age"]),
-            "annual_premium": float(row["annual_premium"]),
-            "claims_count": int(row["claims_count"]),
-            "policy_type": None if pd.isna(row["policy_type"]) else row["policy_type"],
-        })
+        out.append(
+            {
+                "customer_id": row["customer_id"],
+                "age": None if pd.isna(row["age"]) else int(row["age"]),
+                "annual_premium": float(row["annual_premium"]),
+                "claims_count": int(row["claims_count"]),
+                "policy_type": None if pd.isna(row["policy_type"]) else row["policy_type"],
+            }
+        )
     return out

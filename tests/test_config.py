@@ -11,7 +11,10 @@ def test_runtime_params_override_one_key_only(tmp_path, monkeypatch, env):
     project = make_project(tmp_path)
     monkeypatch.setenv("CHURN_BUCKET", "bucket")
     bootstrap_project(project)
-    runtime = {"data_science.cv_folds": 3, "data_science": {"families": {"catboost": {"n_trials": 2}}}}
+    runtime = {
+        "data_science.cv_folds": 3,
+        "data_science": {"families": {"catboost": {"n_trials": 2}}},
+    }
     with KedroSession.create(project_path=project, env=env, runtime_params=runtime) as session:
         params = session.load_context().params
     science = params["data_science"]

@@ -66,7 +66,11 @@ def test_dockerfile_structure():
 
 
 def test_requirements_are_pinned_and_serving_only():
-    lines = [ln.strip() for ln in REQUIREMENTS.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in REQUIREMENTS.read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][A-Za-z0-9.\-+]*", ln) for ln in lines), lines
     names = {ln.split("==")[0].lower() for ln in lines}
     assert {"numpy", "fsspec", "s3fs"} <= names
@@ -78,9 +82,9 @@ def pip_arguments() -> list[str]:
     """The Dockerfile's pip install options (platform tags, ABI, binary only)."""
     (run,) = instructions("RUN")
     words = shlex.split(run.split("&&")[0].replace("\\\n", " "))
-    words = words[words.index("install") + 1:]
+    words = words[words.index("install") + 1 :]
     out, skip = [], False
-    for i, word in enumerate(words):
+    for word in words:
         if skip:
             skip = False
             continue
@@ -102,9 +106,22 @@ def install_for_the_image(request, name: str, requirements: Path) -> Path:
         partial = cache / f"{key}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             *arguments, "--target", str(partial), "-r", str(requirements)],
-            capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                *arguments,
+                "--target",
+                str(partial),
+                "-r",
+                str(requirements),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         (partial / ".complete").write_text(" ".join(arguments))
@@ -132,8 +149,11 @@ def runtime_interface_client(request, tmp_path_factory) -> Path:
 
 
 def test_install_is_exactly_the_pins_for_the_base_glibc(site_packages):
-    pinned = {ln.split("==")[0].lower().replace("_", "-"): ln.split("==")[1]
-              for ln in REQUIREMENTS.read_text().splitlines() if ln and not ln.startswith("#")}
+    pinned = {
+        ln.split("==")[0].lower().replace("_", "-"): ln.split("==")[1]
+        for ln in REQUIREMENTS.read_text().splitlines()
+        if ln and not ln.startswith("#")
+    }
     installed = {}
     for info in site_packages.glob("*.dist-info"):
         name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)
@@ -143,8 +163,10 @@ def test_install_is_exactly_the_pins_for_the_base_glibc(site_packages):
         for tag in re.findall(r"^Tag: (.+)$", (info / "WHEEL").read_text(), re.M):
             platform = tag.split("-")[-1]
             glibc = re.fullmatch(r"manylinux_(\d+)_(\d+)_x86_64", platform)
-            fits.append(platform in ("any", "manylinux2014_x86_64")
-                        or bool(glibc and (int(glibc.group(1)), int(glibc.group(2))) <= MAX_GLIBC))
+            fits.append(
+                platform in ("any", "manylinux2014_x86_64")
+                or bool(glibc and (int(glibc.group(1)), int(glibc.group(2))) <= MAX_GLIBC)
+            )
         assert any(fits), f"{info.name}: no wheel tag for glibc <= 2.26 / x86_64"
     assert installed == pinned  # nothing unpinned came in as a dependency
 
@@ -161,7 +183,9 @@ def task_root(tmp_path) -> Path:
         for source in sources:
             path = REPO / source
             if path.is_dir():
-                shutil.copytree(path, dest, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+                shutil.copytree(
+                    path, dest, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+                )
             else:
                 dest.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, dest / path.name)
@@ -180,10 +204,18 @@ print(json.dumps({"responses": out, "heavy": heavy, "numpy": sys.modules["numpy"
 
 def run_handler(task_root: Path, site: Path, registry: str, events: list[dict], **env: str) -> dict:
     result = subprocess.run(
-        [sys.executable, "-S", "-c", RUN_EVENTS], input=json.dumps(events), capture_output=True, text=True,
+        [sys.executable, "-S", "-c", RUN_EVENTS],
+        input=json.dumps(events),
+        capture_output=True,
+        text=True,
         timeout=120,
-        env={"PYTHONPATH": f"{task_root}{os.pathsep}{site}", "CHURN_REGISTRY": registry,
-             "PATH": "/usr/bin:/bin", "HOME": str(task_root), **env},
+        env={
+            "PYTHONPATH": f"{task_root}{os.pathsep}{site}",
+            "CHURN_REGISTRY": registry,
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(task_root),
+            **env,
+        },
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout)
@@ -191,9 +223,13 @@ def run_handler(task_root: Path, site: Path, registry: str, events: list[dict], 
 
 def events() -> list[dict]:
     body = json.dumps({"instances": [GOOD, {**GOOD, "customer_id": 8, "policy_type": None}]})
-    return [rest_v1_event("POST", "/predict", body), http_v2_event("POST", "/predict", body),
-            rest_v1_event("GET", "/health", None), http_v2_event("GET", "/model", None),
-            http_v2_event("POST", "/predict", json.dumps({"instances": [{**GOOD, "age": "x"}]}))]
+    return [
+        rest_v1_event("POST", "/predict", body),
+        http_v2_event("POST", "/predict", body),
+        rest_v1_event("GET", "/health", None),
+        http_v2_event("GET", "/model", None),
+        http_v2_event("POST", "/predict", json.dumps({"instances": [{**GOOD, "age": "x"}]})),
+    ]
 
 
 def check(answer: dict, version: str, site: Path) -> None:
@@ -218,14 +254,28 @@ def check_responses(responses: list[dict], version: str) -> None:
 @pytest.mark.parametrize("family", ["catboost", "random_forest"])
 def test_handler_runs_from_the_image_folder_alone(site_packages, task_root, tmp_path, family):
     build_registry(tmp_path / "registry", (family,), promote=f"v1-{family}")
-    check(run_handler(task_root, site_packages, str(tmp_path / "registry"), events()), f"v1-{family}", site_packages)
+    check(
+        run_handler(task_root, site_packages, str(tmp_path / "registry"), events()),
+        f"v1-{family}",
+        site_packages,
+    )
 
 
-def test_handler_from_the_image_folder_reads_an_s3_registry(site_packages, task_root, s3_bucket, s3_endpoint):
+def test_handler_from_the_image_folder_reads_an_s3_registry(
+    site_packages, task_root, s3_bucket, s3_endpoint
+):
     root = f"s3://{s3_bucket}/registry"
     build_registry(root, ("logistic_regression",), promote="v1-logistic_regression")
-    answer = run_handler(task_root, site_packages, root, events(), AWS_ENDPOINT_URL=s3_endpoint,
-                         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    answer = run_handler(
+        task_root,
+        site_packages,
+        root,
+        events(),
+        AWS_ENDPOINT_URL=s3_endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     check(answer, "v1-logistic_regression", site_packages)
 
 
@@ -265,42 +315,66 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
                 self.server.answered.wait(60)
                 return
             number, event = self.server.pending.pop(0)
-        self._reply(200, json.dumps(event).encode(), {
-            "Content-Type": "application/json",
-            "Lambda-Runtime-Aws-Request-Id": f"request-{number}",
-            "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 30_000),
-            "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:123456789012:function:churn-serving",
-            "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000",
-        })
+        self._reply(
+            200,
+            json.dumps(event).encode(),
+            {
+                "Content-Type": "application/json",
+                "Lambda-Runtime-Aws-Request-Id": f"request-{number}",
+                "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 30_000),
+                "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:123456789012:function:churn-serving",
+                "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000",
+            },
+        )
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        match = re.fullmatch(r"/2018-06-01/runtime/invocation/request-(\d+)/(response|error)", self.path)
+        match = re.fullmatch(
+            r"/2018-06-01/runtime/invocation/request-(\d+)/(response|error)", self.path
+        )
         with self.server.answered:
             if match and match.group(2) == "response":
                 self.server.results[int(match.group(1))] = json.loads(body)
             else:  # an invocation error or /runtime/init/error
-                self.server.errors.append({"path": self.path, "body": body.decode(errors="replace")})
+                self.server.errors.append(
+                    {"path": self.path, "body": body.decode(errors="replace")}
+                )
             self.server.answered.notify_all()
         self._reply(202)
 
 
 def test_the_image_cmd_answers_through_the_lambda_runtime_interface_client(
-        site_packages, runtime_interface_client, task_root, tmp_path):
+    site_packages, runtime_interface_client, task_root, tmp_path
+):
     build_registry(tmp_path / "registry", ("random_forest",), promote="v1-random_forest")
     (cmd,) = instructions("CMD")
     api = RuntimeApi(events())
     threading.Thread(target=api.serve_forever, daemon=True).start()
     process = subprocess.Popen(
-        [sys.executable, "-S", "-m", "awslambdaric", *json.loads(cmd)], cwd=task_root,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={"PYTHONPATH": os.pathsep.join(map(str, (task_root, site_packages, runtime_interface_client))),
-             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server_address[1]}", "LAMBDA_TASK_ROOT": str(task_root),
-             "CHURN_REGISTRY": str(tmp_path / "registry"), "PATH": "/usr/bin:/bin", "HOME": str(task_root)})
+        [sys.executable, "-S", "-m", "awslambdaric", *json.loads(cmd)],
+        cwd=task_root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={
+            "PYTHONPATH": os.pathsep.join(
+                map(str, (task_root, site_packages, runtime_interface_client))
+            ),
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server_address[1]}",
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "CHURN_REGISTRY": str(tmp_path / "registry"),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(task_root),
+        },
+    )
     try:
         with api.answered:
-            api.answered.wait_for(lambda: len(api.results) == len(events()) or api.errors
-                                  or process.poll() is not None, timeout=60)
+            api.answered.wait_for(
+                lambda: (
+                    len(api.results) == len(events()) or api.errors or process.poll() is not None
+                ),
+                timeout=60,
+            )
     finally:
         process.kill()
         output = process.communicate()[0]

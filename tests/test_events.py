@@ -1,4 +1,4 @@
-"""The trigger (DESIGN §7) on moto: a put under raw/ becomes an EventBridge "Object
+"""The trigger (see docs/architecture.md: AWS mapping) on moto: a put under raw/ becomes an EventBridge "Object
 Created" event that the rule's pattern (churn_kedro.events) routes to its target (an
 SQS queue stands in for the Glue workflow); a put elsewhere does not; and the
 wrapper run for that event ingests exactly that object."""
@@ -14,15 +14,18 @@ from pathlib import Path
 import boto3
 import pytest
 import sqlalchemy as sa
+from test_ingest import HEADER, good_rows
 
 from churn_kedro.events import object_created_pattern, object_from_event
-from test_ingest import HEADER, good_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_object_from_event_reads_bucket_and_key_and_rejects_other_events():
-    event = {"detail-type": "Object Created", "detail": {"bucket": {"name": "b"}, "object": {"key": "raw/x.csv"}}}
+    event = {
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": "b"}, "object": {"key": "raw/x.csv"}},
+    }
     assert object_from_event(event) == ("b", "raw/x.csv")
     with pytest.raises(ValueError, match="Object Deleted"):
         object_from_event({**event, "detail-type": "Object Deleted"})
@@ -36,12 +39,19 @@ def rule(s3_bucket):
     its events to EventBridge (as the template configures it)."""
     sqs, events = boto3.client("sqs"), boto3.client("events")
     queue = sqs.create_queue(QueueName=f"ingest-raw-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     name = f"raw-created-{uuid.uuid4().hex[:8]}"
-    events.put_rule(Name=name, EventPattern=json.dumps(object_created_pattern(s3_bucket, "raw/")), State="ENABLED")
+    events.put_rule(
+        Name=name,
+        EventPattern=json.dumps(object_created_pattern(s3_bucket, "raw/")),
+        State="ENABLED",
+    )
     events.put_targets(Rule=name, Targets=[{"Id": "workflow", "Arn": arn}])
     boto3.client("s3").put_bucket_notification_configuration(
-        Bucket=s3_bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+        Bucket=s3_bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
     yield queue
     events.remove_targets(Rule=name, Ids=["workflow"])
     events.delete_rule(Name=name)
@@ -49,7 +59,9 @@ def rule(s3_bucket):
 
 def delivered(queue: str) -> list[dict]:
     sqs, received = boto3.client("sqs"), []
-    while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages"):
+    while messages := sqs.receive_message(
+        QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    ).get("Messages"):
         for message in messages:
             received.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
@@ -59,18 +71,27 @@ def delivered(queue: str) -> list[dict]:
 @pytest.mark.mysql
 @pytest.mark.slow
 def test_a_put_under_raw_triggers_the_rule_and_its_wrapper_run_ingests_that_object(
-        tmp_path, s3_bucket, rule, fresh_mysql_url):
+    tmp_path, s3_bucket, rule, fresh_mysql_url
+):
     s3 = boto3.client("s3")
-    s3.put_object(Bucket=s3_bucket, Key="processed/insurance_data_2026-11-01_06-00-00.csv", Body=b"x")
+    s3.put_object(
+        Bucket=s3_bucket, Key="processed/insurance_data_2026-11-01_06-00-00.csv", Body=b"x"
+    )
     s3.put_object(Bucket=s3_bucket, Key="rawish/insurance_data_2026-11-01_06-00-00.csv", Body=b"x")
     assert delivered(rule) == []  # not under raw/
 
     # an object that is already there (never announced) and the one that arrives now
-    s3.put_object(Bucket=s3_bucket, Key="raw/insurance_data_2026-11-01_06-00-00.csv",
-                  Body=(HEADER + good_rows(1, 3)).encode())
+    s3.put_object(
+        Bucket=s3_bucket,
+        Key="raw/insurance_data_2026-11-01_06-00-00.csv",
+        Body=(HEADER + good_rows(1, 3)).encode(),
+    )
     delivered(rule)
-    s3.put_object(Bucket=s3_bucket, Key="raw/insurance_data_2026-11-02_06-00-00.csv",
-                  Body=(HEADER + good_rows(1, 7)).encode())
+    s3.put_object(
+        Bucket=s3_bucket,
+        Key="raw/insurance_data_2026-11-02_06-00-00.csv",
+        Body=(HEADER + good_rows(1, 7)).encode(),
+    )
     (event,) = delivered(rule)
     bucket, key = object_from_event(event)
     assert (bucket, key) == (s3_bucket, "raw/insurance_data_2026-11-02_06-00-00.csv")
@@ -78,16 +99,45 @@ def test_a_put_under_raw_triggers_the_rule_and_its_wrapper_run_ingests_that_obje
     url = sa.make_url(fresh_mysql_url)
     secret = boto3.client("secretsmanager").create_secret(
         Name=f"churn/rds-{uuid.uuid4().hex[:8]}",
-        SecretString=json.dumps({"host": url.host, "port": url.port or 3306, "username": url.username,
-                                 "password": url.password or "", "dbname": url.database}))["ARN"]
+        SecretString=json.dumps(
+            {
+                "host": url.host,
+                "port": url.port or 3306,
+                "username": url.username,
+                "password": url.password or "",
+                "dbname": url.database,
+            }
+        ),
+    )["ARN"]
     result = subprocess.run(
-        [sys.executable, str(REPO / "glue_wrappers/ingest_raw.py"), "--JOB_NAME", "ingest-raw",
-         "--JOB_RUN_ID", "jr_1", "--TempDir", f"s3://{bucket}/tmp/", "--enable-metrics", "true",
-         "--bucket", bucket, "--db-secret-id", secret, "--object-key", key],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(REPO / "glue_wrappers/ingest_raw.py"),
+            "--JOB_NAME",
+            "ingest-raw",
+            "--JOB_RUN_ID",
+            "jr_1",
+            "--TempDir",
+            f"s3://{bucket}/tmp/",
+            "--enable-metrics",
+            "true",
+            "--bucket",
+            bucket,
+            "--db-secret-id",
+            secret,
+            "--object-key",
+            key,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert result.returncode == 0, result.stderr[-3000:]
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT source_file, rows_loaded FROM ingestion_log").all() == [(key, 7)]
+        assert conn.exec_driver_sql("SELECT source_file, rows_loaded FROM ingestion_log").all() == [
+            (key, 7)
+        ]
     engine.dispose()

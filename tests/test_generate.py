@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import yaml
 from sklearn.compose import make_column_transformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
@@ -28,12 +27,30 @@ INSURANCE = ["customer_id", "age", "annual_premium", "policy_type", "claims_coun
 
 
 def schema_of(env: str) -> Schema:
-    return Schema.from_params(yaml.safe_load((REPO / f"conf/{env}/parameters.yml").read_text())["schema"])
+    return Schema.from_params(
+        yaml.safe_load((REPO / f"conf/{env}/parameters.yml").read_text())["schema"]
+    )
 
 
-def generate(tmp_path: Path, *args: str, stamp: str = STAMP, dataset: str = "insurance") -> tuple[Path, Path]:
-    assert main(["--out", str(tmp_path / "raw"), "--truth-dir", str(tmp_path / "truth"),
-                 "--timestamp", stamp, "--dataset", dataset, *args]) == 0
+def generate(
+    tmp_path: Path, *args: str, stamp: str = STAMP, dataset: str = "insurance"
+) -> tuple[Path, Path]:
+    assert (
+        main(
+            [
+                "--out",
+                str(tmp_path / "raw"),
+                "--truth-dir",
+                str(tmp_path / "truth"),
+                "--timestamp",
+                stamp,
+                "--dataset",
+                dataset,
+                *args,
+            ]
+        )
+        == 0
+    )
     prefix = {"insurance": "insurance_data", "telco": "telco_churn"}[dataset]
     name = f"{prefix}_{stamp}.csv"
     return tmp_path / "raw" / name, tmp_path / "truth" / name
@@ -45,14 +62,30 @@ def read_raw(path: Path) -> pd.DataFrame:
 
 def test_console_script_writes_the_named_snapshot_and_its_truth(tmp_path):
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "churn-generate"), "--rows", "1500", "--seed", "3",
-         "--timestamp", STAMP, "--out", "raw", "--truth-dir", "truth"],
-        cwd=tmp_path, capture_output=True, text=True, check=True,
+        [
+            str(Path(sys.executable).parent / "churn-generate"),
+            "--rows",
+            "1500",
+            "--seed",
+            "3",
+            "--timestamp",
+            STAMP,
+            "--out",
+            "raw",
+            "--truth-dir",
+            "truth",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "1500 rows" in done.stdout
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [f"insurance_data_{STAMP}.csv"]
     raw = read_raw(tmp_path / "raw" / f"insurance_data_{STAMP}.csv")
-    truth = pd.read_csv(tmp_path / "truth" / f"insurance_data_{STAMP}.csv", dtype={"customer_id": str})
+    truth = pd.read_csv(
+        tmp_path / "truth" / f"insurance_data_{STAMP}.csv", dtype={"customer_id": str}
+    )
     assert list(raw.columns) == INSURANCE and len(raw) == 1500
     assert list(truth.columns) == ["customer_id", "churn_probability"]
     assert truth["customer_id"].tolist() == raw["customer_id"].tolist()  # aligned row for row
@@ -60,11 +93,28 @@ def test_console_script_writes_the_named_snapshot_and_its_truth(tmp_path):
 
 
 def test_module_entry_point_and_default_timestamp(tmp_path):
-    subprocess.run([sys.executable, "-m", "churn_kedro.generate", "--rows", "10", "--out", "raw",
-                    "--truth-dir", "truth"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "churn_kedro.generate",
+            "--rows",
+            "10",
+            "--out",
+            "raw",
+            "--truth-dir",
+            "truth",
+        ],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
     [name] = [p.name for p in (tmp_path / "raw").iterdir()]
-    assert name.startswith("insurance_data_20") and name.endswith(".csv") and len(name) == len(
-        f"insurance_data_{STAMP}.csv")
+    assert (
+        name.startswith("insurance_data_20")
+        and name.endswith(".csv")
+        and len(name) == len(f"insurance_data_{STAMP}.csv")
+    )
     assert (tmp_path / "truth" / name).exists()
 
 
@@ -97,9 +147,14 @@ def test_dirty_rows_are_caught_by_the_schema_with_reasons(tmp_path):
     assert reasons.str.startswith("duplicate: repeats row").sum() == raw.duplicated().sum()
     broken = reasons[~reasons.str.startswith("duplicate")]
     assert 20 <= len(broken) <= 80  # ~0.2% rule breakers
-    for expected in ("age: 150 is above the maximum", "age: 5 is below the minimum",
-                     "annual_premium: -120.0 is not greater than 0", "policy_type: 'boat' is not one of",
-                     "'abc' is not a number", "churn: 'maybe' is not one of"):
+    for expected in (
+        "age: 150 is above the maximum",
+        "age: 5 is below the minimum",
+        "annual_premium: -120.0 is not greater than 0",
+        "policy_type: 'boat' is not one of",
+        "'abc' is not a number",
+        "churn: 'maybe' is not one of",
+    ):
         assert broken.str.contains(expected, regex=False).any(), expected
     assert len(result.valid) + len(result.rejected) == 20000
     churn = result.valid["churn"].mean()
@@ -136,7 +191,9 @@ def test_the_truth_holds_signal_a_linear_model_misses(tmp_path):
 
 def test_drift_changes_the_behaviour(tmp_path):
     base = generate(tmp_path / "a", "--rows", "20000", "--seed", "4", "--clean")
-    drifted = generate(tmp_path / "b", "--rows", "20000", "--seed", "4", "--clean", "--drift", "1.0")
+    drifted = generate(
+        tmp_path / "b", "--rows", "20000", "--seed", "4", "--clean", "--drift", "1.0"
+    )
     base_p = pd.read_csv(base[1])["churn_probability"]
     drift_p = pd.read_csv(drifted[1])["churn_probability"]
     assert drift_p.mean() > base_p.mean() + 0.04  # a higher base rate
@@ -144,7 +201,9 @@ def test_drift_changes_the_behaviour(tmp_path):
 
 
 def test_noise_labels_carry_no_signal(tmp_path):
-    raw_path, truth_path = generate(tmp_path, "--rows", "20000", "--seed", "5", "--noise-labels", "--clean")
+    raw_path, truth_path = generate(
+        tmp_path, "--rows", "20000", "--seed", "5", "--noise-labels", "--clean"
+    )
     raw = read_raw(raw_path)
     y = raw["churn"].astype(int)
     assert 0.18 < y.mean() < 0.22
@@ -155,7 +214,9 @@ def test_noise_labels_carry_no_signal(tmp_path):
 
 
 def test_telco_is_another_shape_validated_by_its_own_configuration(tmp_path):
-    raw_path, truth_path = generate(tmp_path, "--rows", "10000", "--seed", "6", "--clean", dataset="telco")
+    raw_path, truth_path = generate(
+        tmp_path, "--rows", "10000", "--seed", "6", "--clean", dataset="telco"
+    )
     assert raw_path.name == f"telco_churn_{STAMP}.csv"
     raw = read_raw(raw_path)
     schema = schema_of("telco")

@@ -21,8 +21,12 @@ BUCKET = "churn-rehearsal-bucket"
 
 # Actions that support no resource-level permissions: AWS accepts only "*" for them.
 STAR_ONLY_ACTIONS = {
-    "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
-    "ec2:DescribeVpcEndpoints", "ec2:DescribeRouteTables", "ec2:DescribeVpcAttribute",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeVpcEndpoints",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeVpcAttribute",
 }
 
 
@@ -40,14 +44,22 @@ def resources(template: dict, kind: str) -> dict[str, dict]:
 def resolve(value, template: dict, parameters: dict[str, str]):
     """Resolve the intrinsic functions the checks need (Ref, Sub, FindInMap, GetAtt of the
     bucket) with the given parameter values; anything else stays a {"Fn": ...} dict."""
-    names = {"DataBucket": parameters["BucketName"], "AWS::Region": "eu-west-1",
-             "AWS::AccountId": "123456789012", "AWS::Partition": "aws", "AWS::StackName": "churn",
-             "AWS::URLSuffix": "amazonaws.com", "DataBucket.Arn": f"arn:aws:s3:::{parameters['BucketName']}"}
+    names = {
+        "DataBucket": parameters["BucketName"],
+        "AWS::Region": "eu-west-1",
+        "AWS::AccountId": "123456789012",
+        "AWS::Partition": "aws",
+        "AWS::StackName": "churn",
+        "AWS::URLSuffix": "amazonaws.com",
+        "DataBucket.Arn": f"arn:aws:s3:::{parameters['BucketName']}",
+    }
     for name, spec in template["Parameters"].items():
         names.setdefault(name, parameters.get(name, spec.get("Default")))
 
     def sub(text: str, extra: dict) -> str:
-        return re.sub(r"\$\{([^}!]+)\}", lambda m: str({**names, **extra}.get(m.group(1), m.group(0))), text)
+        return re.sub(
+            r"\$\{([^}!]+)\}", lambda m: str({**names, **extra}.get(m.group(1), m.group(0))), text
+        )
 
     if isinstance(value, list):
         return [resolve(v, template, parameters) for v in value]
@@ -70,32 +82,52 @@ def resolve(value, template: dict, parameters: dict[str, str]):
 
 
 def test_cfn_lint_reports_no_errors():
-    result = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(TEMPLATE)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+    )
     # cfn-lint's exit code is a bit field: 2 = errors, 4 = warnings, 8 = informational.
     assert not result.returncode & 2, result.stdout + result.stderr
 
 
 def test_template_is_parameterised_and_takes_no_password(template):
     parameters = template["Parameters"]
-    assert {"BucketName", "DBInstanceClass", "DBAllocatedStorage", "RetrainSchedule", "ImageTag"} <= set(parameters)
-    assert not [name for name in parameters if "password" in name.lower() or parameters[name].get("NoEcho")]
+    assert {
+        "BucketName",
+        "DBInstanceClass",
+        "DBAllocatedStorage",
+        "RetrainSchedule",
+        "ImageTag",
+    } <= set(parameters)
+    assert not [
+        name for name in parameters if "password" in name.lower() or parameters[name].get("NoEcho")
+    ]
     (database,) = resources(template, "AWS::RDS::DBInstance").values()
     props = database["Properties"]
-    assert props["Engine"] == "mysql" and props["PubliclyAccessible"] is False and props["StorageEncrypted"]
+    assert (
+        props["Engine"] == "mysql"
+        and props["PubliclyAccessible"] is False
+        and props["StorageEncrypted"]
+    )
     assert props["DBInstanceClass"] == {"Ref": "DBInstanceClass"}
     assert props["AllocatedStorage"] == {"Ref": "DBAllocatedStorage"}
     # the password is generated into the secret and resolved from there
-    assert "{{resolve:secretsmanager:${DatabaseSecret}:SecretString:password}}" in props["MasterUserPassword"]["Fn::Sub"]
+    assert (
+        "{{resolve:secretsmanager:${DatabaseSecret}:SecretString:password}}"
+        in props["MasterUserPassword"]["Fn::Sub"]
+    )
     secret = template["Resources"]["DatabaseSecret"]["Properties"]
     assert secret["GenerateSecretString"]["GenerateStringKey"] == "password"
     (attachment,) = resources(template, "AWS::SecretsManager::SecretTargetAttachment").values()
     assert attachment["Properties"]["TargetId"] == {"Ref": "Database"}
     # private subnets only: the subnet group holds no subnet with a route to the internet gateway
     (group,) = resources(template, "AWS::RDS::DBSubnetGroup").values()
-    public_subnets = {a["Properties"]["SubnetId"]["Ref"] for a in
-                      resources(template, "AWS::EC2::SubnetRouteTableAssociation").values()
-                      if a["Properties"]["RouteTableId"] == {"Ref": "PublicRouteTable"}}
+    public_subnets = {
+        a["Properties"]["SubnetId"]["Ref"]
+        for a in resources(template, "AWS::EC2::SubnetRouteTableAssociation").values()
+        if a["Properties"]["RouteTableId"] == {"Ref": "PublicRouteTable"}
+    }
     assert not {s["Ref"] for s in group["Properties"]["SubnetIds"]} & public_subnets
 
 
@@ -105,14 +137,25 @@ def test_bucket_is_versioned_encrypted_private_and_sends_events(template):
     assert props["BucketName"] == {"Ref": "BucketName"}
     assert props["VersioningConfiguration"]["Status"] == "Enabled"
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert all(props["PublicAccessBlockConfiguration"][k] is True for k in
-               ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
-    assert props["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+    assert all(
+        props["PublicAccessBlockConfiguration"][k] is True
+        for k in (
+            "BlockPublicAcls",
+            "BlockPublicPolicy",
+            "IgnorePublicAcls",
+            "RestrictPublicBuckets",
+        )
+    )
+    assert (
+        props["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+    )
 
 
 def glue_jobs(template: dict) -> dict[str, dict]:
-    return {name: resolve(job["Properties"], template, {"BucketName": BUCKET})
-            for name, job in resources(template, "AWS::Glue::Job").items()}
+    return {
+        name: resolve(job["Properties"], template, {"BucketName": BUCKET})
+        for name, job in resources(template, "AWS::Glue::Job").items()
+    }
 
 
 def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(template):
@@ -138,19 +181,23 @@ def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(tem
 
 
 # Arguments Glue itself reads (https://docs.aws.amazon.com/glue/latest/dg/aws-glue-programming-etl-glue-arguments.html)
-GLUE_OWN_ARGUMENTS = {"--job-language", "--additional-python-modules", "--TempDir",
-                      "--enable-continuous-cloudwatch-log", "--continuous-log-logGroup"}
+GLUE_OWN_ARGUMENTS = {
+    "--job-language",
+    "--additional-python-modules",
+    "--TempDir",
+    "--enable-continuous-cloudwatch-log",
+    "--continuous-log-logGroup",
+}
 
 
 def test_glue_job_arguments_are_the_ones_the_wrappers_read(template):
-    try:
-        glue_job = importlib.import_module("churn_kedro.glue_job")
-    except ModuleNotFoundError:
-        pytest.skip("src/churn_kedro/glue_job.py (issue 3) has not landed yet")
+    glue_job = importlib.import_module("churn_kedro.glue_job")
     for name, job in glue_jobs(template).items():
         ours = {k: v for k, v in job["DefaultArguments"].items() if k not in GLUE_OWN_ARGUMENTS}
         if "--db-secret-id" in ours:
-            ours["--db-secret-id"] = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:churn/mysql-AbCdEf"
+            ours["--db-secret-id"] = (
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:churn/mysql-AbCdEf"
+            )
         # Glue's command line: its own arguments, then every default argument
         argv = ["--JOB_ID", "j_1", "--JOB_RUN_ID", "jr_1", "--JOB_NAME", name]
         for key, value in job["DefaultArguments"].items():
@@ -165,20 +212,28 @@ def test_glue_job_arguments_are_the_ones_the_wrappers_read(template):
 
 
 def test_triggers_start_the_right_jobs(template):
-    triggers = {name: t["Properties"] for name, t in resources(template, "AWS::Glue::Trigger").items()}
-    kinds = {(t["Type"], t["Actions"][0]["JobName"]["Ref"], t.get("WorkflowName", {}).get("Ref"))
-             for t in triggers.values()}
-    assert kinds == {("EVENT", "IngestRawJob", "IngestRawWorkflow"),
-                     ("EVENT", "IngestProcessedJob", "IngestProcessedWorkflow"),
-                     ("SCHEDULED", "RetrainJob", None)}
+    triggers = {
+        name: t["Properties"] for name, t in resources(template, "AWS::Glue::Trigger").items()
+    }
+    kinds = {
+        (t["Type"], t["Actions"][0]["JobName"]["Ref"], t.get("WorkflowName", {}).get("Ref"))
+        for t in triggers.values()
+    }
+    assert kinds == {
+        ("EVENT", "IngestRawJob", "IngestRawWorkflow"),
+        ("EVENT", "IngestProcessedJob", "IngestProcessedWorkflow"),
+        ("SCHEDULED", "RetrainJob", None),
+    }
     (scheduled,) = [t for t in triggers.values() if t["Type"] == "SCHEDULED"]
-    assert scheduled["Schedule"] == {"Ref": "RetrainSchedule"} and scheduled["StartOnCreation"] is True
+    assert (
+        scheduled["Schedule"] == {"Ref": "RetrainSchedule"} and scheduled["StartOnCreation"] is True
+    )
 
 
 def rule_targets(template: dict) -> dict[str, tuple[dict, str]]:
     """prefix -> (resolved event pattern, target workflow logical id)"""
     out = {}
-    for name, rule in resources(template, "AWS::Events::Rule").items():
+    for rule in resources(template, "AWS::Events::Rule").values():
         props = rule["Properties"]
         pattern = resolve(props["EventPattern"], template, {"BucketName": BUCKET})
         (prefix,) = [k["prefix"] for k in pattern["detail"]["object"]["key"]]
@@ -190,17 +245,19 @@ def rule_targets(template: dict) -> dict[str, tuple[dict, str]]:
 
 def test_event_rules_start_the_ingestion_workflows(template):
     targets = rule_targets(template)
-    assert {p: w for p, (_, w) in targets.items()} == {"raw/": "IngestRawWorkflow",
-                                                       "processed/": "IngestProcessedWorkflow"}
+    assert {p: w for p, (_, w) in targets.items()} == {
+        "raw/": "IngestRawWorkflow",
+        "processed/": "IngestProcessedWorkflow",
+    }
 
 
 def test_event_patterns_are_the_ones_the_ingestion_code_builds(template):
-    try:
-        events = importlib.import_module("churn_kedro.events")
-    except ModuleNotFoundError:
-        pytest.skip("src/churn_kedro/events.py (issue 3) has not landed yet")
+    events = importlib.import_module("churn_kedro.events")
     # each workflow's rule carries exactly the pattern the ingestion code builds for its prefix
-    prefixes = {"IngestRawWorkflow": events.RAW_PREFIX, "IngestProcessedWorkflow": events.PROCESSED_PREFIX}
+    prefixes = {
+        "IngestRawWorkflow": events.RAW_PREFIX,
+        "IngestProcessedWorkflow": events.PROCESSED_PREFIX,
+    }
     patterns = {workflow: pattern for pattern, workflow in rule_targets(template).values()}
     assert set(patterns) == set(prefixes)
     for workflow, prefix in prefixes.items():
@@ -208,8 +265,11 @@ def test_event_patterns_are_the_ones_the_ingestion_code_builds(template):
 
 
 def test_lambda_is_the_image_with_memory_timeout_and_registry(template):
-    function = resolve(template["Resources"]["ServingFunction"]["Properties"], template,
-                       {"BucketName": BUCKET, "ImageTag": "v1"})
+    function = resolve(
+        template["Resources"]["ServingFunction"]["Properties"],
+        template,
+        {"BucketName": BUCKET, "ImageTag": "v1"},
+    )
     assert function["PackageType"] == "Image"
     assert function["MemorySize"] >= 512 and 10 <= function["Timeout"] <= 30
     assert function["Environment"]["Variables"]["CHURN_REGISTRY"] == f"s3://{BUCKET}/registry"
@@ -229,8 +289,6 @@ def dockerfile_cmd() -> list[str]:
 
 
 def test_lambda_image_cmd_is_the_real_handler():
-    if not DOCKERFILE.is_file():
-        pytest.skip("docker/Dockerfile (issue 4) has not landed yet")
     (handler,) = dockerfile_cmd()
     module, _, function = handler.rpartition(".")
     assert callable(getattr(importlib.import_module(module), function)), handler
@@ -238,12 +296,12 @@ def test_lambda_image_cmd_is_the_real_handler():
 
 def test_lambda_environment_names_are_the_ones_the_serving_code_reads(template):
     serving = REPO / "src" / "churn_kedro" / "serving"
-    if not DOCKERFILE.is_file():  # the serving code is complete when its image is
-        pytest.skip("docker/Dockerfile and src/churn_kedro/serving/ (issue 4) have not landed yet")
     code = "\n".join(p.read_text() for p in serving.rglob("*.py"))
     variables = template["Resources"]["ServingFunction"]["Properties"]["Environment"]["Variables"]
     unread = [name for name in variables if f'"{name}"' not in code and f"'{name}'" not in code]
-    assert not unread, f"the Lambda environment sets {unread}, which src/churn_kedro/serving/ never reads"
+    assert not unread, (
+        f"the Lambda environment sets {unread}, which src/churn_kedro/serving/ never reads"
+    )
 
 
 def iam_statements(template: dict):
@@ -270,20 +328,28 @@ def test_every_iam_statement_names_its_resources(template):
         if "ManagedPolicyArn" in statement:
             problems.append(f"{role}: managed policy {statement['ManagedPolicyArn']}")
             continue
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
         if any(a == "*" or a.endswith(":*") for a in actions):
             problems.append(f"{role}: wildcard action in {actions}")
         if "Resource" not in statement:
             problems.append(f"{role} {statement.get('Sid')}: no Resource")
             continue
-        listed = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        listed = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
         if "*" in listed and not set(actions) <= STAR_ONLY_ACTIONS:
             problems.append(f"{role} {statement.get('Sid')}: Resource * for {actions}")
         for resource in resolve(listed, template, {"BucketName": BUCKET}):
             if resource != "*" and not names_a_resource(resource, template):
                 problems.append(f"{role} {statement.get('Sid')}: resource {resource} is not an ARN")
             if re.fullmatch(r"arn:aws:s3:::[^/]+/\*", str(resource)):
-                problems.append(f"{role} {statement.get('Sid')}: every object of the bucket: {resource}")
+                problems.append(
+                    f"{role} {statement.get('Sid')}: every object of the bucket: {resource}"
+                )
     assert not problems, "\n".join(problems)
 
 
@@ -300,8 +366,14 @@ def test_s3_access_is_scoped_to_the_prefixes_each_role_needs(template):
                     granted.setdefault(role, set()).add(match.group(1))
     # ingestion writes no data to S3: only Glue's temp dir and its run reports
     assert granted["GlueIngestRole"] == {"glue/tmp", "reporting/ingestion_"}
-    assert granted["GlueRetrainRole"] == {"processed", "intermediate", "model_input", "registry",
-                                          "reporting", "glue/tmp"}
+    assert granted["GlueRetrainRole"] == {
+        "processed",
+        "intermediate",
+        "model_input",
+        "registry",
+        "reporting",
+        "glue/tmp",
+    }
     assert "ServingRole" not in granted  # serving only reads the registry
 
 
@@ -315,11 +387,13 @@ def test_default_wheel_is_the_one_this_checkout_builds(template):
     import churn_kedro
 
     # infra/deploy.sh uploads churn_kedro-<__version__>-py3-none-any.whl and passes its name
-    assert template["Parameters"]["ProjectWheel"]["Default"] == \
-        f"churn_kedro-{churn_kedro.__version__}-py3-none-any.whl"
+    assert (
+        template["Parameters"]["ProjectWheel"]["Default"]
+        == f"churn_kedro-{churn_kedro.__version__}-py3-none-any.whl"
+    )
     deploy = (REPO / "infra" / "deploy.sh").read_text()
     prefix = template["Mappings"]["Project"]["Names"]["ArtifactsPrefix"]
-    assert f"PREFIX={prefix} " in deploy and '/$PREFIX/scripts/$(basename' in deploy
+    assert f"PREFIX={prefix} " in deploy and "/$PREFIX/scripts/$(basename" in deploy
 
 
 AWSGLUE_STAND_IN = '''
@@ -340,15 +414,22 @@ def getResolvedOptions(args, options):
 def test_wrappers_read_their_arguments_through_glues_own_parser(template, tmp_path):
     """On Glue, churn_kedro.glue_job hands the command line to getResolvedOptions; our
     argument must survive its convention whatever position Glue puts it in."""
-    pytest.importorskip("churn_kedro.glue_job", reason="src/churn_kedro/glue_job.py (issue 3) has not landed yet")
     (tmp_path / "awsglue").mkdir()
     (tmp_path / "awsglue" / "__init__.py").write_text("")
     (tmp_path / "awsglue" / "utils.py").write_text(AWSGLUE_STAND_IN)
-    script = ("import json, sys; from churn_kedro.glue_job import parse_arguments; "
-              "print(json.dumps(parse_arguments(sys.argv[1:])))")
-    for argv in (["--bucket", BUCKET, "--env", "aws", "--JOB_ID", "j_1"],
-                 ["--JOB_ID", "j_1", "--env", "aws", "--bucket", BUCKET]):
-        result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True,
-                                env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    script = (
+        "import json, sys; from churn_kedro.glue_job import parse_arguments; "
+        "print(json.dumps(parse_arguments(sys.argv[1:])))"
+    )
+    for argv in (
+        ["--bucket", BUCKET, "--env", "aws", "--JOB_ID", "j_1"],
+        ["--JOB_ID", "j_1", "--env", "aws", "--bucket", BUCKET],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", script, *argv],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        )
         assert result.returncode == 0, f"{argv}: {result.stderr[-2000:]}"
         assert json.loads(result.stdout)["bucket"] == BUCKET, argv

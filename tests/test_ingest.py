@@ -43,25 +43,30 @@ def snapshot(folder: Path, stamp: str, text: str | bytes) -> Path:
 
 
 def good_rows(first_id: int, n: int) -> str:
-    return "".join(f"{i},{30 + i % 50},{100 + i}.5,{('auto', 'home', 'life')[i % 3]},{i % 4},{i % 2}\n"
-                   for i in range(first_id, first_id + n))
+    return "".join(
+        f"{i},{30 + i % 50},{100 + i}.5,{('auto', 'home', 'life')[i % 3]},{i % 4},{i % 2}\n"
+        for i in range(first_id, first_id + n)
+    )
 
 
-def ingest(tmp_path: Path, url: str | None = None, processed: bool = False, force: bool = False,
-           **params) -> dict:
+def ingest(
+    tmp_path: Path, url: str | None = None, processed: bool = False, force: bool = False, **params
+) -> dict:
     """Run ingest_raw (or ingest_processed) on tmp_path/raw (processed) into ``url``;
     returns the run's report, raising IngestionError (with .report) like a run fails."""
     url = url or f"sqlite:///{tmp_path / 'churn.db'}"
     name = "processed" if processed else "raw"
     report = KeptDataset()
-    catalog = DataCatalog({
-        f"{name}_objects": SnapshotObjectsDataset(path=str(tmp_path / name), key_prefix=name),
-        "ingestion_database": IngestionDatabaseDataset(credentials={"con": url}),
-        "params:schema": MemoryDataset(SCHEMA),
-        "params:ingestion": MemoryDataset({"chunk_rows": 100000, "only": None, **params}),
-        "params:force": MemoryDataset(force),
-        f"{name}_ingestion_report": report,
-    })
+    catalog = DataCatalog(
+        {
+            f"{name}_objects": SnapshotObjectsDataset(path=str(tmp_path / name), key_prefix=name),
+            "ingestion_database": IngestionDatabaseDataset(credentials={"con": url}),
+            "params:schema": MemoryDataset(SCHEMA),
+            "params:ingestion": MemoryDataset({"chunk_rows": 100000, "only": None, **params}),
+            "params:force": MemoryDataset(force),
+            f"{name}_ingestion_report": report,
+        }
+    )
     pipeline = processed_pipeline() if processed else raw_pipeline()
     try:
         SequentialRunner().run(pipeline, catalog)
@@ -81,23 +86,37 @@ def count(tmp_path: Path, table: str, source_file: str | None = None) -> int:
     return query(tmp_path, f"SELECT COUNT(*) FROM {table}{where}")[0][0]
 
 
-# Every bad file of issue 3, as a real file, and what must become of it.
+# Every kind of bad file, as a real file, and what must become of it.
 FILE_ERRORS = {
     "2026-01-01_00-00-01": (b"", "the file is empty"),
     "2026-01-01_00-00-02": (HEADER.encode(), "has a header but no data rows"),
-    "2026-01-01_00-00-03": ((HEADER.replace(",churn", "") + "1,30,100.0,auto,0\n").encode(),
-                            "missing required column(s) churn"),
-    "2026-01-01_00-00-04": (bytes(range(256)) * 40 + b"\x89PNG\r\n\x1a\n\x00\xff", "a binary file, not a UTF-8 text CSV"),
+    "2026-01-01_00-00-03": (
+        (HEADER.replace(",churn", "") + "1,30,100.0,auto,0\n").encode(),
+        "missing required column(s) churn",
+    ),
+    "2026-01-01_00-00-04": (
+        bytes(range(256)) * 40 + b"\x89PNG\r\n\x1a\n\x00\xff",
+        "a binary file, not a UTF-8 text CSV",
+    ),
     "2026-01-01_00-00-05": ((HEADER + good_rows(1, 5)).replace(",", ";").encode(), "';'-delimited"),
 }
 ROW_ERRORS = {  # a valid row 1, then the bad row(s): file -> {row_number: reason fragment}
-    "2026-01-02_00-00-01": (HEADER + good_rows(1, 1) + "2,forty,100.0,auto,0,0\n",
-                            {2: "age: 'forty' is not a number"}),
-    "2026-01-02_00-00-02": (HEADER + good_rows(1, 1) + "2,150,100.0,auto,0,0\n3,30,-5,auto,0,1\n",
-                            {2: "age: 150 is above the maximum 110", 3: "annual_premium: -5 is not greater than 0"}),
-    "2026-01-02_00-00-03": (HEADER + good_rows(1, 2) + "1,31,999.5,home,1,1\n2,32,102.5,life,2,0\n",
-                            {1: "appears on several rows with different values", 3: "appears on several",
-                             4: "duplicate: repeats row 2"}),
+    "2026-01-02_00-00-01": (
+        HEADER + good_rows(1, 1) + "2,forty,100.0,auto,0,0\n",
+        {2: "age: 'forty' is not a number"},
+    ),
+    "2026-01-02_00-00-02": (
+        HEADER + good_rows(1, 1) + "2,150,100.0,auto,0,0\n3,30,-5,auto,0,1\n",
+        {2: "age: 150 is above the maximum 110", 3: "annual_premium: -5 is not greater than 0"},
+    ),
+    "2026-01-02_00-00-03": (
+        HEADER + good_rows(1, 2) + "1,31,999.5,home,1,1\n2,32,102.5,life,2,0\n",
+        {
+            1: "appears on several rows with different values",
+            3: "appears on several",
+            4: "duplicate: repeats row 2",
+        },
+    ),
 }
 
 
@@ -123,13 +142,20 @@ def test_every_bad_file_gets_its_documented_outcome_and_the_good_files_still_loa
             assert count(tmp_path, table, f"raw/{name}") == 0
     for stamp, (_, reasons) in ROW_ERRORS.items():
         source = f"raw/insurance_data_{stamp}.csv"
-        quarantined = dict(query(tmp_path, f"SELECT row_number, reason FROM quarantine WHERE source_file='{source}'"))
+        quarantined = dict(
+            query(
+                tmp_path, f"SELECT row_number, reason FROM quarantine WHERE source_file='{source}'"
+            )
+        )
         assert set(quarantined) == set(reasons)
         for row, fragment in reasons.items():
             assert fragment in quarantined[row]
         loaded = count(tmp_path, "policies_raw", source)
-        assert query(tmp_path, f"SELECT rows_loaded, rows_rejected, status FROM ingestion_log "
-                               f"WHERE source_file='{source}'") == [(loaded, len(reasons), "loaded")]
+        assert query(
+            tmp_path,
+            f"SELECT rows_loaded, rows_rejected, status FROM ingestion_log "
+            f"WHERE source_file='{source}'",
+        ) == [(loaded, len(reasons), "loaded")]
     assert count(tmp_path, "policies_raw", f"raw/{good.name}") == 20
 
 
@@ -138,16 +164,24 @@ def test_kedro_run_names_the_broken_file_and_exits_non_zero_after_loading_the_ot
 
     project = make_project(tmp_path / "project")
     shutil.copy(SAMPLE, project / "data/01_raw")
-    snapshot(project / "data/01_raw", "2026-10-01_00-00-00", HEADER.replace(",", ";") + "1;30;1.0;auto;0;0\n")
+    snapshot(
+        project / "data/01_raw",
+        "2026-10-01_00-00-00",
+        HEADER.replace(",", ";") + "1;30;1.0;auto;0;0\n",
+    )
 
     result = run(project, "kedro", "run", "--pipeline", "ingest_raw", check=False)
 
     assert result.returncode != 0
     assert "insurance_data_2026-10-01_00-00-00.csv: missing required column(s)" in result.stderr
     with sqlite3.connect(project / "data/churn.db") as conn:
-        logged = conn.execute("SELECT source_file, rows_loaded, rows_rejected FROM ingestion_log").fetchall()
+        logged = conn.execute(
+            "SELECT source_file, rows_loaded, rows_rejected FROM ingestion_log"
+        ).fetchall()
     assert logged == [(f"raw/{SAMPLE.name}", 4972, 28)]
-    assert run(project, "kedro", "run", "--pipeline", "ingest_raw", check=False).returncode != 0  # still reported
+    assert (
+        run(project, "kedro", "run", "--pipeline", "ingest_raw", check=False).returncode != 0
+    )  # still reported
 
 
 def test_a_chunked_load_keeps_exactly_the_rows_a_whole_file_validation_keeps(tmp_path):
@@ -155,15 +189,23 @@ def test_a_chunked_load_keeps_exactly_the_rows_a_whole_file_validation_keeps(tmp
     # across chunks (a row loaded from chunk 1 must be retracted when chunk 3 contradicts it)
     text = SAMPLE.read_text()
     lines = text.splitlines(keepends=True)
-    extra = [lines[5].replace(",0\n", ",1\n") if lines[5].endswith(",0\n") else lines[5].replace(",1\n", ",0\n"),
-             lines[7], lines[300]]
+    extra = [
+        lines[5].replace(",0\n", ",1\n")
+        if lines[5].endswith(",0\n")
+        else lines[5].replace(",1\n", ",0\n"),
+        lines[7],
+        lines[300],
+    ]
     content = "".join(lines + extra)
     snapshot(tmp_path / "raw", "2026-11-01_06-00-00", content)
 
     report = ingest(tmp_path, chunk_rows=97)
 
-    whole = validate_frame(pd.read_csv(tmp_path / "raw" / f"insurance_data_2026-11-01_06-00-00.csv", dtype=str),
-                           Schema.from_params(SCHEMA), "whole")
+    whole = validate_frame(
+        pd.read_csv(tmp_path / "raw" / "insurance_data_2026-11-01_06-00-00.csv", dtype=str),
+        Schema.from_params(SCHEMA),
+        "whole",
+    )
     loaded = {r[0] for r in query(tmp_path, "SELECT customer_id FROM policies_raw")}
     quarantined = dict(query(tmp_path, "SELECT row_number, reason FROM quarantine"))
     assert loaded == set(whole.valid["customer_id"])
@@ -175,7 +217,9 @@ def test_a_chunked_load_keeps_exactly_the_rows_a_whole_file_validation_keeps(tmp
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 60])
-def test_repeats_and_conflicting_ids_are_judged_over_the_whole_file_whatever_the_chunks(tmp_path, chunk_rows):
+def test_repeats_and_conflicting_ids_are_judged_over_the_whole_file_whatever_the_chunks(
+    tmp_path, chunk_rows
+):
     # 20 ids over 150 rows: most rows repeat an earlier one exactly, ids 0, 4, 8, ... come
     # with three sets of values, id 5 is sometimes padded with a space, id 7 breaks a rule
     def row(i: int) -> str:
@@ -190,10 +234,16 @@ def test_repeats_and_conflicting_ids_are_judged_over_the_whole_file_whatever_the
 
     whole = validate_frame(pd.read_csv(path, dtype=str), Schema.from_params(SCHEMA), "whole")
     reasons = dict(zip(whole.rejected["row_number"], whole.rejected["reason"]))
-    assert {"repeats row", "several rows", "claims_count"} <= {w for r in reasons.values() for w in
-                                                              ("repeats row", "several rows", "claims_count") if w in r}
+    assert {"repeats row", "several rows", "claims_count"} <= {
+        w
+        for r in reasons.values()
+        for w in ("repeats row", "several rows", "claims_count")
+        if w in r
+    }
     assert dict(query(tmp_path, "SELECT row_number, reason FROM quarantine")) == reasons
-    assert {r[0] for r in query(tmp_path, "SELECT customer_id FROM policies_raw")} == set(whole.valid["customer_id"])
+    assert {r[0] for r in query(tmp_path, "SELECT customer_id FROM policies_raw")} == set(
+        whole.valid["customer_id"]
+    )
 
 
 def test_a_second_run_and_a_redelivered_object_load_nothing_new(tmp_path):
@@ -226,19 +276,28 @@ def test_a_changed_object_is_reported_and_replaced_only_with_force(tmp_path):
     ids = {int(r[0]) for r in query(tmp_path, "SELECT customer_id FROM policies_raw")}
     assert ids == set(range(100, 110))
     assert query(tmp_path, "SELECT row_number FROM quarantine") == [(11,)]
-    assert query(tmp_path, "SELECT rows_loaded, rows_rejected, status FROM ingestion_log") == [(10, 1, "replaced")]
+    assert query(tmp_path, "SELECT rows_loaded, rows_rejected, status FROM ingestion_log") == [
+        (10, 1, "replaced")
+    ]
 
 
 def test_a_failure_half_way_leaves_nothing_and_the_next_run_loads_the_object_whole(tmp_path):
     rows = good_rows(1, 500)
-    broken = HEADER + rows[: rows.index("301,")] + "301,30,1.0,auto,0,0,surplus\n" + rows[rows.index("302,"):]
+    broken = (
+        HEADER
+        + rows[: rows.index("301,")]
+        + "301,30,1.0,auto,0,0,surplus\n"
+        + rows[rows.index("302,") :]
+    )
     path = snapshot(tmp_path / "raw", "2026-11-01_06-00-00", broken)
     other = snapshot(tmp_path / "raw", "2026-11-02_06-00-00", HEADER + good_rows(1000, 10))
 
     with pytest.raises(IngestionError) as failure:
         ingest(tmp_path, chunk_rows=100)  # chunks 1-3 are written before the parser hits line 302
 
-    assert "Expected 6 fields in line 302, saw 7" in str(failure.value) and str(path) in str(failure.value)
+    assert "Expected 6 fields in line 302, saw 7" in str(failure.value) and str(path) in str(
+        failure.value
+    )
     for table in ("policies_raw", "quarantine", "ingestion_log"):
         assert count(tmp_path, table, f"raw/{path.name}") == 0
     assert count(tmp_path, "policies_raw", f"raw/{other.name}") == 10  # the run went on
@@ -253,9 +312,15 @@ def test_a_failure_half_way_leaves_nothing_and_the_next_run_loads_the_object_who
 def test_processed_snapshots_load_with_their_split_and_apart_from_the_raw_one(tmp_path):
     name = "2026-11-01_06-00-00"
     snapshot(tmp_path / "raw", name, HEADER + good_rows(1, 10))
-    processed = (HEADER.strip() + ",split\n" + "".join(
-        line + (",train\n" if i % 5 else ",holdout\n") for i, line in enumerate(good_rows(1, 10).splitlines()))
-        + "11,40,100.0,auto,0,1,validation\n")
+    processed = (
+        HEADER.strip()
+        + ",split\n"
+        + "".join(
+            line + (",train\n" if i % 5 else ",holdout\n")
+            for i, line in enumerate(good_rows(1, 10).splitlines())
+        )
+        + "11,40,100.0,auto,0,1,validation\n"
+    )
     snapshot(tmp_path / "processed", name, processed)
 
     ingest(tmp_path)
@@ -264,8 +329,12 @@ def test_processed_snapshots_load_with_their_split_and_apart_from_the_raw_one(tm
     assert report["loaded"][0]["source_file"] == f"processed/insurance_data_{name}.csv"
     splits = dict(query(tmp_path, "SELECT split, COUNT(*) FROM policies_processed GROUP BY split"))
     assert splits == {"holdout": 2, "train": 8}
-    assert "split: 'validation' is not one of train, holdout" in query(
-        tmp_path, "SELECT reason FROM quarantine WHERE source_file LIKE 'processed/%'")[0][0]
+    assert (
+        "split: 'validation' is not one of train, holdout"
+        in query(tmp_path, "SELECT reason FROM quarantine WHERE source_file LIKE 'processed/%'")[0][
+            0
+        ]
+    )
     assert count(tmp_path, "policies_raw") == 10 and count(tmp_path, "ingestion_log") == 2
 
 
@@ -281,7 +350,9 @@ def test_only_ingests_the_named_object(tmp_path):
 
 def test_an_id_padded_with_spaces_in_one_chunk_is_the_same_id_in_another(tmp_path):
     # chunk 1 holds ' 5' (stripping changes it), chunk 2 holds '5' with other values
-    content = HEADER + " 5,30,100.5,auto,0,1\n" + good_rows(1, 2) + good_rows(5, 1) + good_rows(6, 2)
+    content = (
+        HEADER + " 5,30,100.5,auto,0,1\n" + good_rows(1, 2) + good_rows(5, 1) + good_rows(6, 2)
+    )
     path = snapshot(tmp_path / "raw", "2026-11-01_06-00-00", content)
 
     ingest(tmp_path, chunk_rows=3)
@@ -289,4 +360,6 @@ def test_an_id_padded_with_spaces_in_one_chunk_is_the_same_id_in_another(tmp_pat
     whole = validate_frame(pd.read_csv(path, dtype=str), Schema.from_params(SCHEMA), "whole")
     assert set(whole.rejected["row_number"]) == {1, 4}
     assert {r[0] for r in query(tmp_path, "SELECT row_number FROM quarantine")} == {1, 4}
-    assert {r[0] for r in query(tmp_path, "SELECT customer_id FROM policies_raw")} == set(whole.valid["customer_id"])
+    assert {r[0] for r in query(tmp_path, "SELECT customer_id FROM policies_raw")} == set(
+        whole.valid["customer_id"]
+    )

@@ -28,21 +28,27 @@ print(json.dumps({{"rows": report["loaded"][0]["rows_loaded"],
 
 def write_snapshot(root: Path, rows: int) -> None:
     rng = np.random.default_rng(rows)
-    frame = pd.DataFrame({
-        "customer_id": np.arange(1, rows + 1),
-        "age": rng.integers(18, 90, rows),
-        "annual_premium": rng.uniform(100, 5000, rows).round(2),
-        "policy_type": rng.choice(["auto", "home", "life"], rows),
-        "claims_count": rng.integers(0, 5, rows),
-        "churn": rng.integers(0, 2, rows),
-    })
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.arange(1, rows + 1),
+            "age": rng.integers(18, 90, rows),
+            "annual_premium": rng.uniform(100, 5000, rows).round(2),
+            "policy_type": rng.choice(["auto", "home", "life"], rows),
+            "claims_count": rng.integers(0, 5, rows),
+            "churn": rng.integers(0, 2, rows),
+        }
+    )
     (root / "raw").mkdir(parents=True)
     frame.to_csv(root / "raw" / "insurance_data_2026-11-01_06-00-00.csv", index=False)
 
 
 def measured_ingest(root: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", MEASURED_RUN.format(tests=str(TESTS), root=str(root))],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURED_RUN.format(tests=str(TESTS), root=str(root))],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from test_ingest import HEADER, SAMPLE, SCHEMA, good_rows, ingest, snapshot
 
 from churn_kedro.schema import Schema, validate_frame
-from test_ingest import HEADER, SAMPLE, SCHEMA, good_rows, ingest, snapshot
 
 pytestmark = pytest.mark.mysql
 
@@ -30,23 +30,37 @@ def query(url: str, sql: str) -> list[tuple]:
     return rows
 
 
-def test_the_sample_loads_once_with_the_same_rows_as_a_whole_file_validation(tmp_path, fresh_mysql_url):
-    text = SAMPLE.read_text().replace("\n1,", '\n"1,x\\y""z",', 1)  # an id with a comma, backslash, quote
+def test_the_sample_loads_once_with_the_same_rows_as_a_whole_file_validation(
+    tmp_path, fresh_mysql_url
+):
+    text = SAMPLE.read_text().replace(
+        "\n1,", '\n"1,x\\y""z",', 1
+    )  # an id with a comma, backslash, quote
     path = snapshot(tmp_path / "raw", "2026-11-01_06-00-00", text)
 
     first = ingest(tmp_path, fresh_mysql_url, chunk_rows=700)
     second = ingest(tmp_path, fresh_mysql_url)
 
     whole = validate_frame(pd.read_csv(path, dtype=str), Schema.from_params(SCHEMA), "whole")
-    loaded = pd.DataFrame(query(fresh_mysql_url, "SELECT customer_id, age, annual_premium, claims_count, "
-                                                 "policy_type, churn FROM policies_raw"),
-                          columns=whole.valid.columns)
+    loaded = pd.DataFrame(
+        query(
+            fresh_mysql_url,
+            "SELECT customer_id, age, annual_premium, claims_count, "
+            "policy_type, churn FROM policies_raw",
+        ),
+        columns=whole.valid.columns,
+    )
     expected = whole.valid.sort_values("customer_id").reset_index(drop=True)
     plain = lambda f: f.astype(object).where(f.notna(), None)  # noqa: E731 - None is missing either way
-    pd.testing.assert_frame_equal(plain(loaded.sort_values("customer_id").reset_index(drop=True)), plain(expected),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        plain(loaded.sort_values("customer_id").reset_index(drop=True)),
+        plain(expected),
+        check_dtype=False,
+    )
     assert 'x\\y"z' in loaded["customer_id"].iloc[0] + "".join(loaded["customer_id"])
-    assert first["loaded"][0]["rows_loaded"] == len(whole.valid) and second["skipped"] == [f"raw/{path.name}"]
+    assert first["loaded"][0]["rows_loaded"] == len(whole.valid) and second["skipped"] == [
+        f"raw/{path.name}"
+    ]
     assert query(fresh_mysql_url, "SELECT COUNT(*) FROM quarantine") == [(len(whole.rejected),)]
 
 
@@ -81,7 +95,9 @@ ingest(Path({root!r}), {url!r}, chunk_rows=5000)
 
 
 @pytest.mark.slow
-def test_a_run_killed_half_way_leaves_nothing_and_the_next_run_loads_the_object_whole(tmp_path, fresh_mysql_url):
+def test_a_run_killed_half_way_leaves_nothing_and_the_next_run_loads_the_object_whole(
+    tmp_path, fresh_mysql_url
+):
     snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + good_rows(1, 200000))
     code = KILLED_RUN.format(tests=str(TESTS), root=str(tmp_path), url=fresh_mysql_url)
     process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
@@ -97,26 +113,36 @@ def test_a_run_killed_half_way_leaves_nothing_and_the_next_run_loads_the_object_
     report = ingest(tmp_path, fresh_mysql_url, chunk_rows=50000)
 
     assert [r["rows_loaded"] for r in report["loaded"]] == [200000]
-    assert query(fresh_mysql_url, "SELECT COUNT(*), MIN(`row_number`), MAX(`row_number`) FROM policies_raw") == \
-        [(200000, 1, 200000)]
+    assert query(
+        fresh_mysql_url, "SELECT COUNT(*), MIN(`row_number`), MAX(`row_number`) FROM policies_raw"
+    ) == [(200000, 1, 200000)]
 
 
 def test_a_missing_cell_loads_as_null_and_the_text_null_as_text(tmp_path, fresh_mysql_url):
     # LOAD DATA reads an unquoted NULL as NULL: a missing cell must become NULL, while an id
     # that reads 'NULL' (after stripping) is a value like any other
-    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + "1,,100.5,,0,1\n NULL ,30,,home,,0\n")
+    snapshot(
+        tmp_path / "raw", "2026-11-01_06-00-00", HEADER + "1,,100.5,,0,1\n NULL ,30,,home,,0\n"
+    )
 
     ingest(tmp_path, fresh_mysql_url)
 
-    assert query(fresh_mysql_url, "SELECT customer_id, age, annual_premium, policy_type, claims_count, churn "
-                                  "FROM policies_raw ORDER BY `row_number`") == [
-        ("1", None, 100.5, None, 0.0, 1), ("NULL", 30.0, None, "home", None, 0)]
+    assert query(
+        fresh_mysql_url,
+        "SELECT customer_id, age, annual_premium, policy_type, claims_count, churn "
+        "FROM policies_raw ORDER BY `row_number`",
+    ) == [("1", None, 100.5, None, 0.0, 1), ("NULL", 30.0, None, "home", None, 0)]
 
 
 def test_ids_that_differ_only_in_case_are_two_customers_as_in_validation(tmp_path, fresh_mysql_url):
-    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + "A1,30,1.5,auto,0,1\na1,31,2.5,home,1,0\n")
+    snapshot(
+        tmp_path / "raw", "2026-11-01_06-00-00", HEADER + "A1,30,1.5,auto,0,1\na1,31,2.5,home,1,0\n"
+    )
 
     report = ingest(tmp_path, fresh_mysql_url)
 
     assert report["loaded"][0]["rows_loaded"] == 2
-    assert sorted(query(fresh_mysql_url, "SELECT customer_id FROM policies_raw")) == [("A1",), ("a1",)]
+    assert sorted(query(fresh_mysql_url, "SELECT customer_id FROM policies_raw")) == [
+        ("A1",),
+        ("a1",),
+    ]

@@ -28,7 +28,10 @@ def test_interval_matches_bootstrap_spread(scored):
     y, strong, _ = scored
     auc, low, high = auc_interval(y, strong, 0.95)
     rng = np.random.default_rng(0)
-    boot = [roc_auc_score(y[i], strong[i]) for i in (rng.integers(0, y.size, y.size) for _ in range(300))]
+    boot = [
+        roc_auc_score(y[i], strong[i])
+        for i in (rng.integers(0, y.size, y.size) for _ in range(300))
+    ]
     assert low < auc < high
     assert (high - low) / 2 == pytest.approx(1.96 * np.std(boot), rel=0.2)
 
@@ -47,14 +50,20 @@ def test_max_f1_threshold_is_the_best_cut(scored):
     p = 1 / (1 + np.exp(-strong))
     t = choose_threshold(y, p, {"policy": "max_f1"})
     best = f1_score(y, p >= t)
-    assert all(best >= f1_score(y, p >= c) - 1e-12 for c in np.quantile(p, np.linspace(0.05, 0.95, 37)))
+    assert all(
+        best >= f1_score(y, p >= c) - 1e-12 for c in np.quantile(p, np.linspace(0.05, 0.95, 37))
+    )
 
 
 def test_cost_threshold_follows_the_economics(scored):
     y, strong, _ = scored
     p = 1 / (1 + np.exp(-strong))
-    cheap = choose_threshold(y, p, {"policy": "cost", "offer_cost": 1.0, "saved_customer_value": 100.0})
-    dear = choose_threshold(y, p, {"policy": "cost", "offer_cost": 60.0, "saved_customer_value": 100.0})
+    cheap = choose_threshold(
+        y, p, {"policy": "cost", "offer_cost": 1.0, "saved_customer_value": 100.0}
+    )
+    dear = choose_threshold(
+        y, p, {"policy": "cost", "offer_cost": 60.0, "saved_customer_value": 100.0}
+    )
     assert cheap < dear  # expensive offers go only to the likeliest churners
     with pytest.raises(ValueError, match="max_f1 or cost"):
         choose_threshold(y, p, {"policy": "coin"})

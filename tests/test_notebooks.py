@@ -27,17 +27,26 @@ def project(tmp_path_factory):
 def execute(project, name, monkeypatch) -> nbformat.NotebookNode:
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
     fast = dict(item.split("=") for item in FAST_RETRAIN.split(","))
-    monkeypatch.setenv("CHURN_RUNTIME_PARAMS", json.dumps({k: float(v) if "." in v else int(v) for k, v in fast.items()}))
+    monkeypatch.setenv(
+        "CHURN_RUNTIME_PARAMS",
+        json.dumps({k: float(v) if "." in v else int(v) for k, v in fast.items()}),
+    )
     notebook = nbformat.read(project / "notebooks" / name, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(project / "notebooks")}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(project / "notebooks")}},
+    ).execute()
     return notebook
 
 
 def outputs(notebook) -> str:
     return "\n".join(
         out.get("text", "") + json.dumps(out.get("data", {}).get("text/plain", ""))
-        for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
     )
 
 
@@ -50,7 +59,9 @@ def test_train_eval_deploy_notebook(project, monkeypatch):
     notebook = execute(project, "train_eval_deploy.ipynb", monkeypatch)
     text = outputs(notebook)
     assert "promoted: no champion yet" in text
-    images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    images = [
+        o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+    ]
     assert len(images) >= 4
     assert "churn_probability" in text
     assert (project / "data/06_models/registry/champion.json").exists()

@@ -10,9 +10,19 @@ from churn_kedro.registry_cli import main as registry_cli
 
 
 def card(version):
-    return {"version": version, "family": "dummy", "created_at": "2026-01-01T00:00:00Z", "threshold": 0.5,
-            "metrics": {"roc_auc": 0.5, "roc_auc_ci": [0.4, 0.6], "brier": 0.2, "average_precision": 0.2},
-            "data": {"training_rows": 10, "source_file": "x"}}
+    return {
+        "version": version,
+        "family": "dummy",
+        "created_at": "2026-01-01T00:00:00Z",
+        "threshold": 0.5,
+        "metrics": {
+            "roc_auc": 0.5,
+            "roc_auc_ci": [0.4, 0.6],
+            "brier": 0.2,
+            "average_precision": 0.2,
+        },
+        "data": {"training_rows": 10, "source_file": "x"},
+    }
 
 
 @pytest.fixture
@@ -48,7 +58,10 @@ def test_champion_file_is_replaced_whole(registry):
     registry.promote("v2", "second")
     leftovers = [p for p in registry.fs.ls(registry.root) if p.endswith(".tmp")]
     assert leftovers == []
-    assert json.loads(registry.fs.cat_file(registry._path("champion.json")))["history"][0]["version"] == "v1"
+    assert (
+        json.loads(registry.fs.cat_file(registry._path("champion.json")))["history"][0]["version"]
+        == "v1"
+    )
 
 
 def test_cli_rollback_and_clear_errors(registry, capsys):

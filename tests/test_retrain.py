@@ -23,8 +23,12 @@ def registry_state(project):
     champion = root / "champion.json"
     return (
         json.loads(champion.read_text()) if champion.exists() else None,
-        sorted(p.name for p in (root / "versions").iterdir()) if (root / "versions").exists() else [],
-        pd.read_csv(root / "benchmarks.csv") if (root / "benchmarks.csv").exists() else pd.DataFrame(),
+        sorted(p.name for p in (root / "versions").iterdir())
+        if (root / "versions").exists()
+        else [],
+        pd.read_csv(root / "benchmarks.csv")
+        if (root / "benchmarks.csv").exists()
+        else pd.DataFrame(),
     )
 
 
@@ -37,10 +41,19 @@ def twice(tmp_path_factory):
     generate(project, "--rows", "4000", "--seed", "11", "--timestamp", STAMP)
     venv = BIN.parent
     # -o: the venv is the one running these tests; never rebuild it from the copy
-    make = ["make", "-o", f"{venv}/bin/kedro", "run", f"VENV={venv}", f"RETRAIN_ARGS=--params {FAST_RETRAIN}"]
+    make = [
+        "make",
+        "-o",
+        f"{venv}/bin/kedro",
+        "run",
+        f"VENV={venv}",
+        f"RETRAIN_ARGS=--params {FAST_RETRAIN}",
+    ]
     outputs = []
     for _ in range(2):
-        done = subprocess.run(make, cwd=project, env=env(), capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            make, cwd=project, env=env(), capture_output=True, text=True, timeout=900
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
         outputs.append(done.stdout)
     return project, outputs
@@ -59,7 +72,12 @@ def test_first_run_promotes_second_keeps_the_equivalent_champion(twice):
     assert challengers["decision"].tolist() == ["promoted", "rejected"]
     assert challengers["version"].tolist() == versions
     # every family has a row per run, and the champion a row in the second run
-    assert sorted(benchmarks["model"].unique()) == ["catboost", "champion", "logistic_regression", "random_forest"]
+    assert sorted(benchmarks["model"].unique()) == [
+        "catboost",
+        "champion",
+        "logistic_regression",
+        "random_forest",
+    ]
 
 
 def test_run_outputs(twice):
@@ -94,8 +112,20 @@ def test_run_outputs(twice):
     assert metrics["promote"] is False and "roc_auc_delta" in metrics
 
     champion, versions, _ = registry_state(project)
-    card = json.loads((project / f"data/06_models/registry/versions/{versions[0]}/card.json").read_text())
-    for key in ("metrics", "params", "threshold", "schema", "features", "data", "code_version", "created_at", "cv"):
+    card = json.loads(
+        (project / f"data/06_models/registry/versions/{versions[0]}/card.json").read_text()
+    )
+    for key in (
+        "metrics",
+        "params",
+        "threshold",
+        "schema",
+        "features",
+        "data",
+        "code_version",
+        "created_at",
+        "cv",
+    ):
         assert key in card
     low, high = card["metrics"]["roc_auc_ci"]
     assert low < card["metrics"]["roc_auc"] < high
@@ -148,8 +178,14 @@ def test_the_newest_snapshot_is_used(tmp_path):
     [
         (b"", "the file is empty"),
         (b"customer_id,age,annual_premium,policy_type,claims_count,churn\n", "has no data rows"),
-        (b"customer_id,age,policy_type,churn\n1,30,auto,0\n", "missing required column(s) annual_premium, claims_count"),
-        (b"customer_id;age;annual_premium;policy_type;claims_count;churn\n1;30;9;auto;0;0\n", "';'-delimited"),
+        (
+            b"customer_id,age,policy_type,churn\n1,30,auto,0\n",
+            "missing required column(s) annual_premium, claims_count",
+        ),
+        (
+            b"customer_id;age;annual_premium;policy_type;claims_count;churn\n1;30;9;auto;0;0\n",
+            "';'-delimited",
+        ),
         (bytes(range(256)) * 40, "not a"),
     ],
     ids=["empty", "header-only", "missing-columns", "semicolons", "binary"],
@@ -168,8 +204,18 @@ def test_another_dataset_is_configuration_only(tmp_path):
     """The telco environment: other columns, string labels, more categoricals."""
     project = make_project(tmp_path)
     telco = yaml.safe_load((project / "conf/telco/globals.yml").read_text())["paths"]
-    generate(project, "--dataset", "telco", "--rows", "3000", "--seed", "4", "--timestamp", STAMP,
-             out=telco["raw"])
+    generate(
+        project,
+        "--dataset",
+        "telco",
+        "--rows",
+        "3000",
+        "--seed",
+        "4",
+        "--timestamp",
+        STAMP,
+        out=telco["raw"],
+    )
     retrain(project, "--env", "telco")
     registry = project / telco["registry"]
     champion = json.loads((registry / "champion.json").read_text())

@@ -84,7 +84,11 @@ def test_duplicates(schema):
 
 def test_missing_column_is_a_file_error(schema):
     with pytest.raises(SnapshotError, match=r"f\.csv: missing required column\(s\) churn"):
-        validate_frame(read("customer_id,age,annual_premium,policy_type,claims_count\n1,2,3,auto,0\n"), schema, "f.csv")
+        validate_frame(
+            read("customer_id,age,annual_premium,policy_type,claims_count\n1,2,3,auto,0\n"),
+            schema,
+            "f.csv",
+        )
 
 
 def test_wrong_delimiter_is_recognised(schema):
@@ -93,8 +97,12 @@ def test_wrong_delimiter_is_recognised(schema):
 
 
 def test_unlabelled_files_need_no_target(schema):
-    result = validate_frame(read("customer_id,age,annual_premium,policy_type,claims_count\n1,30,100,auto,0\n"),
-                            schema, "f.csv", labelled=False)
+    result = validate_frame(
+        read("customer_id,age,annual_premium,policy_type,claims_count\n1,30,100,auto,0\n"),
+        schema,
+        "f.csv",
+        labelled=False,
+    )
     assert "churn" not in result.valid.columns and len(result.valid) == 1
 
 
@@ -107,8 +115,13 @@ def test_string_labels_and_other_columns():
             "categorical_features": {"contract": {"values": ["monthly", "yearly"]}, "region": {}},
         }
     )
-    result = validate_frame(read("CustomerID,tenure,contract,region,Churn\nA,3,monthly,x,Yes\nB,5,yearly,y,No\nC,1,monthly,z,Perhaps\n"),
-                            schema, "t.csv")
+    result = validate_frame(
+        read(
+            "CustomerID,tenure,contract,region,Churn\nA,3,monthly,x,Yes\nB,5,yearly,y,No\nC,1,monthly,z,Perhaps\n"
+        ),
+        schema,
+        "t.csv",
+    )
     assert result.valid["Churn"].tolist() == [1, 0]
     assert result.rejected["reason"].tolist() == ["Churn: 'Perhaps' is not one of Yes, No"]
 

@@ -24,8 +24,8 @@ def write_snapshot(project, rows: int = 300, name: str = SNAPSHOT) -> pd.DataFra
     text = frame.astype(object).where(frame.notna(), "")
     text["age"] = [("" if a == "" else str(int(a))) for a in text["age"]]
     text["claims_count"] = [str(int(c)) for c in text["claims_count"]]
-    text.loc[3, "age"] = "old"            # rejected: not a number
-    text.loc[4, "policy_type"] = "boat"   # rejected: not an allowed value
+    text.loc[3, "age"] = "old"  # rejected: not a number
+    text.loc[4, "policy_type"] = "boat"  # rejected: not an allowed value
     folder = project / "data" / "01_raw_to_score"
     folder.mkdir(parents=True, exist_ok=True)
     text.to_csv(folder / f"{name}.csv", index=False)
@@ -35,8 +35,11 @@ def write_snapshot(project, rows: int = 300, name: str = SNAPSHOT) -> pd.DataFra
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("score") / "project")
-    build_registry(root / "data" / "06_models" / "registry", ("logistic_regression", "catboost"),
-                   promote="v2-catboost")
+    build_registry(
+        root / "data" / "06_models" / "registry",
+        ("logistic_regression", "catboost"),
+        promote="v2-catboost",
+    )
     return root
 
 
@@ -61,25 +64,42 @@ def test_score_pipeline_writes_churn_scores_like_the_api(project):
     assert any("age: 'old' is not a number" in r for r in report["rejected_reasons"])
     engine = sa.create_engine(f"sqlite:///{project}/data/churn.db")
     with engine.connect() as conn:
-        quarantined = conn.execute(sa.text("SELECT row_number FROM quarantine WHERE source_file = :f ORDER BY 1"),
-                                   {"f": f"to_score/{SNAPSHOT}.csv"}).scalars().all()
+        quarantined = (
+            conn.execute(
+                sa.text("SELECT row_number FROM quarantine WHERE source_file = :f ORDER BY 1"),
+                {"f": f"to_score/{SNAPSHOT}.csv"},
+            )
+            .scalars()
+            .all()
+        )
     engine.dispose()
     assert quarantined == [4, 5]
 
     # parity: the same rows through the API get identical probabilities
     good = text.drop(index=[3, 4])
     instances = [
-        {"customer_id": r.customer_id, "age": int(r.age) if r.age != "" else None,
-         "annual_premium": float(r.annual_premium), "claims_count": int(r.claims_count),
-         "policy_type": r.policy_type or None}
+        {
+            "customer_id": r.customer_id,
+            "age": int(r.age) if r.age != "" else None,
+            "annual_premium": float(r.annual_premium),
+            "claims_count": int(r.claims_count),
+            "policy_type": r.policy_type or None,
+        }
         for r in good.itertuples()
     ]
     app = Application(str(project / "data/06_models/registry"), refresh_seconds=60, max_batch=1000)
-    answer = app.handle("POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": instances}))
+    answer = app.handle(
+        "POST",
+        "/predict",
+        {"Content-Type": "application/json"},
+        json.dumps({"instances": instances}),
+    )
     assert answer.status == 200
     api = pd.DataFrame(answer.body["predictions"]).sort_values("customer_id").reset_index(drop=True)
     assert api["customer_id"].tolist() == scores["customer_id"].tolist()
-    assert np.array_equal(api["churn_probability"].to_numpy(), scores["churn_probability"].to_numpy())
+    assert np.array_equal(
+        api["churn_probability"].to_numpy(), scores["churn_probability"].to_numpy()
+    )
     assert api["churn"].tolist() == scores["churn"].astype(bool).tolist()
 
     # scoring the same file again replaces its rows
@@ -96,7 +116,16 @@ def test_score_without_champion_fails_clearly(tmp_path):
 
 
 def test_score_names_a_missing_snapshot(project):
-    result = run(project, "kedro", "run", "--pipeline", "score", "--params", "score.snapshot=nope", check=False)
+    result = run(
+        project,
+        "kedro",
+        "run",
+        "--pipeline",
+        "score",
+        "--params",
+        "score.snapshot=nope",
+        check=False,
+    )
     assert result.returncode != 0
     assert "to_score/nope.csv: not found" in result.stdout + result.stderr
 

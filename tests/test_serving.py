@@ -1,4 +1,4 @@
-"""The inference API (issue 4): real HTTP against `python -m churn_kedro.serving` on a
+"""The inference API: real HTTP against `python -m churn_kedro.serving` on a
 free port, the Lambda handler with canonical v1/v2 events, hot swap, the serving form
 against the Pipelines, and the import budget of the serving package."""
 
@@ -48,25 +48,50 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "churn_kedro.serving", "--host", "127.0.0.1", "--port", str(self.port),
-             "--registry", str(registry_root), "--refresh-seconds", str(refresh), "--max-batch", str(max_batch)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "churn_kedro.serving",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--registry",
+                str(registry_root),
+                "--refresh-seconds",
+                str(refresh),
+                "--max-batch",
+                str(max_batch),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         deadline = time.monotonic() + 30
         while True:
             try:
                 urllib.request.urlopen(self.url + "/openapi.json", timeout=2).read()
                 return
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError) as exc:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"server did not start:\n{self.process.stdout.read()}")
+                    raise RuntimeError(
+                        f"server did not start:\n{self.process.stdout.read()}"
+                    ) from exc
                 time.sleep(0.1)
 
-    def request(self, method: str, path: str, body: bytes | str | dict | None = None,
-                content_type: str | None = "application/json") -> tuple[int, dict, dict]:
-        data = json.dumps(body).encode() if isinstance(body, dict) else (
-            body.encode() if isinstance(body, str) else body)
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | dict | None = None,
+        content_type: str | None = "application/json",
+    ) -> tuple[int, dict, dict]:
+        data = (
+            json.dumps(body).encode()
+            if isinstance(body, dict)
+            else (body.encode() if isinstance(body, str) else body)
+        )
         request = urllib.request.Request(self.url + path, data=data, method=method)
         if content_type:
             request.add_header("Content-Type", content_type)
@@ -91,6 +116,7 @@ def server(registry):
 
 # ---- the endpoints over HTTP ------------------------------------------------------------
 
+
 def test_health_model_openapi(server, registry):
     status, body, headers = server.request("GET", "/health")
     assert (status, body) == (200, {"status": "ok", "model_version": "v3-catboost"})
@@ -102,9 +128,18 @@ def test_health_model_openapi(server, registry):
     assert set(body["paths"]) == {"/predict", "/health", "/model", "/openapi.json"}
     instance = body["components"]["schemas"]["Instance"]
     assert instance["properties"]["policy_type"]["enum"] == ["auto", "home", "life"]
-    assert instance["properties"]["age"] == {"type": "integer", "nullable": True, "minimum": 18, "maximum": 110}
-    assert body["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"][
-        "properties"]["instances"]["maxItems"] == 50
+    assert instance["properties"]["age"] == {
+        "type": "integer",
+        "nullable": True,
+        "minimum": 18,
+        "maximum": 110,
+    }
+    assert (
+        body["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+            "properties"
+        ]["instances"]["maxItems"]
+        == 50
+    )
 
 
 def test_predict_answers_each_customer_with_the_version(server, registry):
@@ -115,16 +150,25 @@ def test_predict_answers_each_customer_with_the_version(server, registry):
     assert [p["customer_id"] for p in body["predictions"]] == [r["customer_id"] for r in rows]
     # the same rows through the persisted Pipeline itself
     frame = pd.DataFrame(rows)
-    frame["policy_type"] = frame["policy_type"].astype(object).where(frame["policy_type"].notna(), np.nan)
-    expected = registry.load_model("v3-catboost").predict_proba(frame[SCHEMA.features].astype(
-        {c: "float64" for c in SCHEMA.numeric_features}))[:, 1]
+    frame["policy_type"] = (
+        frame["policy_type"].astype(object).where(frame["policy_type"].notna(), np.nan)
+    )
+    expected = registry.load_model("v3-catboost").predict_proba(
+        frame[SCHEMA.features].astype({c: "float64" for c in SCHEMA.numeric_features})
+    )[:, 1]
     got = np.array([p["churn_probability"] for p in body["predictions"]])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     threshold = registry.card("v3-catboost")["threshold"]
     assert [p["churn"] for p in body["predictions"]] == [bool(p >= threshold) for p in got]
 
 
-GOOD = {"customer_id": 7, "age": 36, "annual_premium": 2386.5, "policy_type": "auto", "claims_count": 1}
+GOOD = {
+    "customer_id": 7,
+    "age": 36,
+    "annual_premium": 2386.5,
+    "policy_type": "auto",
+    "claims_count": 1,
+}
 
 
 def with_(**changes):
@@ -134,43 +178,159 @@ def with_(**changes):
 
 BAD_BODIES = [
     # (name, body, content type, status, field, words in the problem)
-    ("age as text", with_(age="36"), "application/json", 422, "instances[1].age", "expected a number, got string"),
-    ("premium as bool", with_(annual_premium=True), "application/json", 422, "instances[1].annual_premium", "boolean"),
-    ("missing field", with_(claims_count=...), "application/json", 422, "instances[1].claims_count", "missing"),
-    ("missing id", with_(customer_id=...), "application/json", 422, "instances[1].customer_id", "missing"),
-    ("id as object", with_(customer_id={"a": 1}), "application/json", 422, "instances[1].customer_id", "object"),
-    ("NaN token", json.dumps(with_(age=0)).replace('"age": 0', '"age": NaN'), "application/json", 422,
-     "instances[1].age", "NaN is not a finite number"),
-    ("Infinity token", json.dumps(with_(age=0)).replace('"age": 0', '"age": -Infinity'), "application/json",
-     422, "instances[1].age", "-Infinity is not a finite number"),
-    ("overflow to inf", json.dumps(with_(annual_premium=0)).replace('"annual_premium": 0', '"annual_premium": 1e999'),
-     "application/json", 422, "instances[1].annual_premium", "not a finite number"),
-    ("fractional integer", with_(claims_count=1.5), "application/json", 422, "instances[1].claims_count",
-     "not a whole number"),
-    ("out of bounds", with_(age=150), "application/json", 422, "instances[1].age", "above the maximum 110"),
-    ("not greater than", with_(annual_premium=0), "application/json", 422, "instances[1].annual_premium",
-     "not greater than 0"),
-    ("unseen category", with_(policy_type="boat"), "application/json", 422, "instances[1].policy_type",
-     "'boat' is not one of auto, home, life"),
-    ("category as number", with_(policy_type=3), "application/json", 422, "instances[1].policy_type",
-     "expected a string"),
+    (
+        "age as text",
+        with_(age="36"),
+        "application/json",
+        422,
+        "instances[1].age",
+        "expected a number, got string",
+    ),
+    (
+        "premium as bool",
+        with_(annual_premium=True),
+        "application/json",
+        422,
+        "instances[1].annual_premium",
+        "boolean",
+    ),
+    (
+        "missing field",
+        with_(claims_count=...),
+        "application/json",
+        422,
+        "instances[1].claims_count",
+        "missing",
+    ),
+    (
+        "missing id",
+        with_(customer_id=...),
+        "application/json",
+        422,
+        "instances[1].customer_id",
+        "missing",
+    ),
+    (
+        "id as object",
+        with_(customer_id={"a": 1}),
+        "application/json",
+        422,
+        "instances[1].customer_id",
+        "object",
+    ),
+    (
+        "NaN token",
+        json.dumps(with_(age=0)).replace('"age": 0', '"age": NaN'),
+        "application/json",
+        422,
+        "instances[1].age",
+        "NaN is not a finite number",
+    ),
+    (
+        "Infinity token",
+        json.dumps(with_(age=0)).replace('"age": 0', '"age": -Infinity'),
+        "application/json",
+        422,
+        "instances[1].age",
+        "-Infinity is not a finite number",
+    ),
+    (
+        "overflow to inf",
+        json.dumps(with_(annual_premium=0)).replace(
+            '"annual_premium": 0', '"annual_premium": 1e999'
+        ),
+        "application/json",
+        422,
+        "instances[1].annual_premium",
+        "not a finite number",
+    ),
+    (
+        "fractional integer",
+        with_(claims_count=1.5),
+        "application/json",
+        422,
+        "instances[1].claims_count",
+        "not a whole number",
+    ),
+    (
+        "out of bounds",
+        with_(age=150),
+        "application/json",
+        422,
+        "instances[1].age",
+        "above the maximum 110",
+    ),
+    (
+        "not greater than",
+        with_(annual_premium=0),
+        "application/json",
+        422,
+        "instances[1].annual_premium",
+        "not greater than 0",
+    ),
+    (
+        "unseen category",
+        with_(policy_type="boat"),
+        "application/json",
+        422,
+        "instances[1].policy_type",
+        "'boat' is not one of auto, home, life",
+    ),
+    (
+        "category as number",
+        with_(policy_type=3),
+        "application/json",
+        422,
+        "instances[1].policy_type",
+        "expected a string",
+    ),
     ("unknown field", with_(agee=3), "application/json", 422, "instances[1].agee", "unknown field"),
-    ("instance not an object", {"instances": [GOOD, [1, 2]]}, "application/json", 422, "instances[1]",
-     "expected an object"),
+    (
+        "instance not an object",
+        {"instances": [GOOD, [1, 2]]},
+        "application/json",
+        422,
+        "instances[1]",
+        "expected an object",
+    ),
     ("empty batch", {"instances": []}, "application/json", 422, "instances", "empty"),
-    ("oversized batch", {"instances": [GOOD] * 51}, "application/json", 413, "instances", "51 rows, more than the maximum batch of 50"),
-    ("instances not a list", {"instances": {"a": 1}}, "application/json", 422, "instances", "array"),
+    (
+        "oversized batch",
+        {"instances": [GOOD] * 51},
+        "application/json",
+        413,
+        "instances",
+        "51 rows, more than the maximum batch of 50",
+    ),
+    (
+        "instances not a list",
+        {"instances": {"a": 1}},
+        "application/json",
+        422,
+        "instances",
+        "array",
+    ),
     ("not JSON", "{instances: [", "application/json", 400, None, "not valid JSON"),
     ("not UTF-8", b"\xff\xfe{", "application/json", 400, None, "not valid JSON"),
     ("JSON but not an object", "[1, 2]", "application/json", 422, None, "must be a JSON object"),
-    ("wrong content type", json.dumps({"instances": [GOOD]}), "text/plain", 415, None, "application/json"),
+    (
+        "wrong content type",
+        json.dumps({"instances": [GOOD]}),
+        "text/plain",
+        415,
+        None,
+        "application/json",
+    ),
     ("no content type", json.dumps({"instances": [GOOD]}), None, 415, None, "application/json"),
 ]
 
 
-@pytest.mark.parametrize("name, body, content_type, status, field, words", BAD_BODIES,
-                         ids=[b[0] for b in BAD_BODIES])
-def test_bad_input_gets_a_4xx_naming_the_field(server, name, body, content_type, status, field, words):
+@pytest.mark.parametrize(
+    "name, body, content_type, status, field, words", BAD_BODIES, ids=[b[0] for b in BAD_BODIES]
+)
+def test_bad_input_gets_a_4xx_naming_the_field(
+    server, name, body, content_type, status, field, words
+):
     got, answer, _ = server.request("POST", "/predict", body, content_type)
     assert got == status, answer
     error = answer["error"]
@@ -182,11 +342,20 @@ def test_bad_input_gets_a_4xx_naming_the_field(server, name, body, content_type,
 
 
 def test_every_problem_of_a_batch_is_listed(server):
-    body = {"instances": [GOOD, {**GOOD, "age": "x"}, {**GOOD, "policy_type": "boat", "claims_count": -1}]}
+    body = {
+        "instances": [
+            GOOD,
+            {**GOOD, "age": "x"},
+            {**GOOD, "policy_type": "boat", "claims_count": -1},
+        ]
+    }
     status, answer, _ = server.request("POST", "/predict", body)
     assert status == 422
     assert [p["field"] for p in answer["error"]["problems"]] == [
-        "instances[1].age", "instances[2].claims_count", "instances[2].policy_type"]
+        "instances[1].age",
+        "instances[2].claims_count",
+        "instances[2].policy_type",
+    ]
 
 
 def test_wrong_method_and_path(server):
@@ -205,12 +374,15 @@ def test_missing_values_are_the_missing_category(server):
 
 def test_ids_come_back_as_sent_even_beyond_64_bits(server):
     ids = [2**70, -(2**63) - 1, "Zoë-7", 7]
-    status, answer, _ = server.request("POST", "/predict", {"instances": [{**GOOD, "customer_id": i} for i in ids]})
+    status, answer, _ = server.request(
+        "POST", "/predict", {"instances": [{**GOOD, "customer_id": i} for i in ids]}
+    )
     assert status == 200, answer
     assert [p["customer_id"] for p in answer["predictions"]] == ids
 
 
 # ---- champion loading -------------------------------------------------------------------
+
 
 def test_hot_swap_after_the_refresh_interval(server, registry):
     assert server.request("GET", "/health")[1]["model_version"] == "v3-catboost"
@@ -230,13 +402,18 @@ def test_no_champion_is_503_until_one_is_promoted(tmp_path, registry_template):
     s = Server(root, refresh=0.2)
     try:
         for method, path in (("GET", "/health"), ("GET", "/model"), ("POST", "/predict")):
-            status, body, _ = s.request(method, path, {"instances": [GOOD]} if method == "POST" else None)
+            status, body, _ = s.request(
+                method, path, {"instances": [GOOD]} if method == "POST" else None
+            )
             assert status == 503, body
             assert "no champion" in body["error"]["message"] and body["model_version"] is None
         assert s.request("GET", "/openapi.json")[0] == 200  # the document does not need a model
         ModelRegistry(str(root)).promote("v2-random_forest", "first")
         time.sleep(0.4)
-        assert s.request("GET", "/health")[:2] == (200, {"status": "ok", "model_version": "v2-random_forest"})
+        assert s.request("GET", "/health")[:2] == (
+            200,
+            {"status": "ok", "model_version": "v2-random_forest"},
+        )
     finally:
         s.stop()
 
@@ -257,27 +434,38 @@ def test_version_without_serving_form_is_served_from_its_pickle(registry):
     app = Application(registry.url, refresh_seconds=0, max_batch=100)
     assert not isinstance(app.champions.get()["model"], ServingModel)
     rows = instances(30)
-    fallback = app.handle("POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": rows}))
-    registry.fs.pipe_file(registry.version_path("v2-random_forest", SERVING_FILE),
-                          export_serving_form(registry.load_model("v2-random_forest"),
-                                              registry.card("v2-random_forest")).to_bytes())
+    fallback = app.handle(
+        "POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": rows})
+    )
+    registry.fs.pipe_file(
+        registry.version_path("v2-random_forest", SERVING_FILE),
+        export_serving_form(
+            registry.load_model("v2-random_forest"), registry.card("v2-random_forest")
+        ).to_bytes(),
+    )
     lean = Application(registry.url, refresh_seconds=0, max_batch=100)
     assert isinstance(lean.champions.get()["model"], ServingModel)
-    served = lean.handle("POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": rows}))
+    served = lean.handle(
+        "POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": rows})
+    )
     a = [p["churn_probability"] for p in fallback.body["predictions"]]
     b = [p["churn_probability"] for p in served.body["predictions"]]
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
 
 
 def test_serving_form_of_an_older_format_is_replaced_by_the_pickle(registry, caplog):
-    serving = ServingModel.from_bytes(registry.fs.cat_file(registry.version_path("v2-random_forest", SERVING_FILE)))
+    serving = ServingModel.from_bytes(
+        registry.fs.cat_file(registry.version_path("v2-random_forest", SERVING_FILE))
+    )
     older = ServingModel({**serving.meta, "format": 1}, serving.arrays)
     registry.fs.pipe_file(registry.version_path("v2-random_forest", SERVING_FILE), older.to_bytes())
     registry.promote("v2-random_forest", "test")
     app = Application(registry.url, refresh_seconds=0, max_batch=100)
     assert not isinstance(app.champions.get()["model"], ServingModel)
     assert "serving form format 1" in caplog.text and "pickled Pipeline" in caplog.text
-    response = app.handle("POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": [GOOD]}))
+    response = app.handle(
+        "POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": [GOOD]})
+    )
     assert response.status == 200 and response.body["model_version"] == "v2-random_forest"
 
 
@@ -286,24 +474,39 @@ def test_registry_on_s3(s3_bucket, monkeypatch):
     build_registry(root, ("logistic_regression",), promote="v1-logistic_regression")
     monkeypatch.setenv("CHURN_REGISTRY", root)
     app = Application(refresh_seconds=0)
-    response = app.handle("POST", "/predict", {"content-type": "application/json"}, json.dumps({"instances": [GOOD]}))
+    response = app.handle(
+        "POST", "/predict", {"content-type": "application/json"}, json.dumps({"instances": [GOOD]})
+    )
     assert response.status == 200 and response.body["model_version"] == "v1-logistic_regression"
 
 
 # ---- the Lambda handler with canonical API Gateway events -------------------------------
 
+
 def rest_v1_event(method: str, path: str, body: str | None, base64_body: bool = False) -> dict:
     """An API Gateway REST API proxy event (payload 1.0), as in the AWS documentation."""
     return {
-        "resource": "/{proxy+}", "path": path, "httpMethod": method,
-        "headers": {"Content-Type": "application/json", "Host": "abc123.execute-api.us-east-1.amazonaws.com",
-                    "X-Forwarded-Proto": "https"},
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": {
+            "Content-Type": "application/json",
+            "Host": "abc123.execute-api.us-east-1.amazonaws.com",
+            "X-Forwarded-Proto": "https",
+        },
         "multiValueHeaders": {"Content-Type": ["application/json"]},
-        "queryStringParameters": None, "multiValueQueryStringParameters": None,
-        "pathParameters": {"proxy": path.lstrip("/")}, "stageVariables": None,
-        "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": method, "path": f"/v1{path}",
-                           "stage": "v1", "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
-                           "identity": {"sourceIp": "127.0.0.1", "apiKey": "test"}},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method,
+            "path": f"/v1{path}",
+            "stage": "v1",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "identity": {"sourceIp": "127.0.0.1", "apiKey": "test"},
+        },
         "body": base64.b64encode(body.encode()).decode() if base64_body and body else body,
         "isBase64Encoded": base64_body,
     }
@@ -312,13 +515,31 @@ def rest_v1_event(method: str, path: str, body: str | None, base64_body: bool = 
 def http_v2_event(method: str, path: str, body: str | None, base64_body: bool = True) -> dict:
     """An API Gateway HTTP API event (payload 2.0), as in the AWS documentation."""
     return {
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": {"content-type": "application/json", "host": "abc123.execute-api.us-east-1.amazonaws.com"},
-        "requestContext": {"accountId": "123456789012", "apiId": "abc123", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-                           "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                                    "userAgent": "curl/8"},
-                           "requestId": "JKJaXmPLvHcESHA=", "routeKey": "$default", "stage": "$default",
-                           "time": "10/Mar/2026:00:03:59 +0000", "timeEpoch": 1773100000000},
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {
+            "content-type": "application/json",
+            "host": "abc123.execute-api.us-east-1.amazonaws.com",
+        },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "curl/8",
+            },
+            "requestId": "JKJaXmPLvHcESHA=",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "10/Mar/2026:00:03:59 +0000",
+            "timeEpoch": 1773100000000,
+        },
         "body": base64.b64encode(body.encode()).decode() if base64_body and body else body,
         "isBase64Encoded": bool(base64_body and body),
     }
@@ -335,18 +556,28 @@ def test_lambda_handler_answers_v1_and_v2_events(make_event, registry):
     assert [p["customer_id"] for p in answer["predictions"]] == [7, "B-2"]
     health = handler(make_event("GET", "/health", None), None, app=app)
     assert health["statusCode"] == 200 and json.loads(health["body"])["status"] == "ok"
-    bad = handler(make_event("POST", "/predict", json.dumps({"instances": [{**GOOD, "age": "old"}]})), None, app=app)
-    assert bad["statusCode"] == 422 and "instances[0].age" in json.loads(bad["body"])["error"]["message"]
+    bad = handler(
+        make_event("POST", "/predict", json.dumps({"instances": [{**GOOD, "age": "old"}]})),
+        None,
+        app=app,
+    )
+    assert (
+        bad["statusCode"] == 422
+        and "instances[0].age" in json.loads(bad["body"])["error"]["message"]
+    )
     assert handler(make_event("GET", "/model", None), None, app=app)["statusCode"] == 200
 
 
 def test_lambda_handler_with_a_stage_prefix_and_base64_v1(registry):
     app = Application(registry.url, refresh_seconds=60)
-    event = rest_v1_event("POST", "/v1/predict", json.dumps({"instances": [GOOD]}), base64_body=True)
+    event = rest_v1_event(
+        "POST", "/v1/predict", json.dumps({"instances": [GOOD]}), base64_body=True
+    )
     assert handler(event, None, app=app)["statusCode"] == 200
 
 
 # ---- the serving form and the rules ------------------------------------------------------
+
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_serving_form_equals_the_pipeline(family):
@@ -364,11 +595,17 @@ def test_pipelines_treat_none_and_nan_categories_alike(family):
     model = fit(family, seed=5)
     frame = feature_frame(300, seed=12)
     with_none = frame.copy()
-    with_none["policy_type"] = with_none["policy_type"].astype(object).where(with_none["policy_type"].notna(), None)
+    with_none["policy_type"] = (
+        with_none["policy_type"].astype(object).where(with_none["policy_type"].notna(), None)
+    )
     assert with_none["policy_type"].map(lambda v: v is None).sum() > 10
     # (not bit-equal: the random forest sums its trees in parallel, in any order)
-    np.testing.assert_allclose(model.predict_proba(with_none[SCHEMA.features]),
-                               model.predict_proba(frame[SCHEMA.features]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        model.predict_proba(with_none[SCHEMA.features]),
+        model.predict_proba(frame[SCHEMA.features]),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 def test_missing_category_constant_matches_the_models():
@@ -379,10 +616,20 @@ def test_missing_category_constant_matches_the_models():
 
 def test_request_rules_agree_with_the_schema():
     """The API rejects exactly the rows that churn_kedro.schema would quarantine."""
-    rows = [GOOD, {**GOOD, "age": 17}, {**GOOD, "age": 18}, {**GOOD, "age": 110.5}, {**GOOD, "annual_premium": 0},
-            {**GOOD, "annual_premium": 0.01}, {**GOOD, "claims_count": -1}, {**GOOD, "claims_count": 2.0},
-            {**GOOD, "policy_type": "boat"}, {**GOOD, "policy_type": None}, {**GOOD, "age": None},
-            {**GOOD, "policy_type": " home "}]
+    rows = [
+        GOOD,
+        {**GOOD, "age": 17},
+        {**GOOD, "age": 18},
+        {**GOOD, "age": 110.5},
+        {**GOOD, "annual_premium": 0},
+        {**GOOD, "annual_premium": 0.01},
+        {**GOOD, "claims_count": -1},
+        {**GOOD, "claims_count": 2.0},
+        {**GOOD, "policy_type": "boat"},
+        {**GOOD, "policy_type": None},
+        {**GOOD, "age": None},
+        {**GOOD, "policy_type": " home "},
+    ]
     from churn_kedro.serving.validation import RequestError, check_instances
 
     card_ = card("v", "catboost")
@@ -393,8 +640,12 @@ def test_request_rules_agree_with_the_schema():
             api_rejects.append(False)
         except RequestError:
             api_rejects.append(True)
-    text = pd.DataFrame([{k: "" if v is None else str(v) for k, v in {**r, "customer_id": i}.items()}
-                         for i, r in enumerate(rows)])
+    text = pd.DataFrame(
+        [
+            {k: "" if v is None else str(v) for k, v in {**r, "customer_id": i}.items()}
+            for i, r in enumerate(rows)
+        ]
+    )
     result = validate_frame(text, SCHEMA, "rows.csv", labelled=False)
     schema_rejects = [i + 1 in set(result.rejected["row_number"]) for i in range(len(rows))]
     assert api_rejects == schema_rejects
@@ -411,7 +662,12 @@ def test_serving_imports_neither_kedro_nor_training_code(registry):
         " 'churn_kedro.schema') if m in sys.modules)\n"
         "print(json.dumps(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={"CHURN_REGISTRY": registry.url, "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"CHURN_REGISTRY": registry.url, "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []

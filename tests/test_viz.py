@@ -32,14 +32,29 @@ def test_kedro_viz_shows_all_pipelines(tmp_path):
     project = make_project(tmp_path)
     port = _free_registered_port()
     server = subprocess.Popen(
-        [str(BIN / "kedro"), "viz", "run", "--no-browser", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            str(BIN / "kedro"),
+            "viz",
+            "run",
+            "--no-browser",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=project,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/main", timeout=5) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/main", timeout=5
+                ) as response:
                     graph = json.load(response)
                 break
             except OSError:
@@ -50,7 +65,20 @@ def test_kedro_viz_shows_all_pipelines(tmp_path):
         server.terminate()
         server.wait(20)
     pipelines = {p["id"] for p in graph["pipelines"]}
-    assert {"retrain", "data_processing", "data_science", "model_promotion",
-            "ingest_raw", "ingest_processed", "score"} <= pipelines
+    assert {
+        "retrain",
+        "data_processing",
+        "data_science",
+        "model_promotion",
+        "ingest_raw",
+        "ingest_processed",
+        "score",
+    } <= pipelines
     datasets = {n["name"] for n in graph["nodes"] if n["type"] == "data"}
-    assert {"roc_plot", "pr_plot", "calibration_plot", "gains_plot", "evaluation_metrics"} <= datasets
+    assert {
+        "roc_plot",
+        "pr_plot",
+        "calibration_plot",
+        "gains_plot",
+        "evaluation_metrics",
+    } <= datasets

@@ -1,4 +1,4 @@
-"""The database tables (DESIGN §4), one SQLAlchemy definition for SQLite and MySQL.
+"""The database tables (see docs/architecture.md: storage), one SQLAlchemy definition for SQLite and MySQL.
 
 The feature columns of ``policies_raw`` and ``policies_processed`` come from the
 :class:`~churn_kedro.schema.Schema`, so another dataset gets its own columns with
@@ -27,7 +27,9 @@ CHURN_SCORES = "churn_scores"
 # Key text compares byte for byte on MySQL too, as on SQLite and in validation: object keys
 # and ids are case-sensitive ('A1' and 'a1' are two customers), and a binary collation
 # makes the bulk load's key comparisons cheaper (~7% of a million-row LOAD DATA).
-SOURCE_FILE = sa.String(512).with_variant(mysql.VARCHAR(512, collation="utf8mb4_bin"), "mysql", "mariadb")
+SOURCE_FILE = sa.String(512).with_variant(
+    mysql.VARCHAR(512, collation="utf8mb4_bin"), "mysql", "mariadb"
+)
 ID = sa.String(128).with_variant(mysql.VARCHAR(128, collation="utf8mb4_bin"), "mysql", "mariadb")
 CATEGORY = sa.String(255)
 SPLIT_COLUMN = "split"
@@ -52,16 +54,21 @@ def build_metadata(schema: Schema | None = None) -> sa.MetaData:
     if schema is not None:
         sa.Table(POLICIES_RAW, metadata, *_policies_columns(schema))
         sa.Table(
-            POLICIES_PROCESSED, metadata, *_policies_columns(schema),
+            POLICIES_PROCESSED,
+            metadata,
+            *_policies_columns(schema),
             sa.Column(SPLIT_COLUMN, sa.String(16), nullable=False),  # train / holdout
         )
     sa.Table(
-        INGESTION_LOG, metadata,
+        INGESTION_LOG,
+        metadata,
         sa.Column("source_file", SOURCE_FILE, primary_key=True),
         sa.Column("target_table", sa.String(64), nullable=False),
         sa.Column("checksum", sa.String(64), nullable=False),  # sha256 of the object's bytes
         sa.Column("size_bytes", sa.BigInteger, nullable=False),
-        sa.Column("object_version", sa.String(128), nullable=True),  # ETag or mtime: a cheap change check
+        sa.Column(
+            "object_version", sa.String(128), nullable=True
+        ),  # ETag or mtime: a cheap change check
         sa.Column("rows_read", sa.Integer, nullable=False),
         sa.Column("rows_loaded", sa.Integer, nullable=False),
         sa.Column("rows_rejected", sa.Integer, nullable=False),
@@ -70,7 +77,8 @@ def build_metadata(schema: Schema | None = None) -> sa.MetaData:
         sa.Column("finished_at", sa.DateTime, nullable=False),
     )
     sa.Table(
-        QUARANTINE, metadata,
+        QUARANTINE,
+        metadata,
         sa.Column("source_file", SOURCE_FILE, primary_key=True),
         sa.Column("row_number", sa.Integer, primary_key=True),
         sa.Column("reason", sa.Text, nullable=False),
@@ -78,7 +86,8 @@ def build_metadata(schema: Schema | None = None) -> sa.MetaData:
         sa.Column("quarantined_at", sa.DateTime, nullable=False),
     )
     sa.Table(
-        CHURN_SCORES, metadata,
+        CHURN_SCORES,
+        metadata,
         sa.Column("model_version", sa.String(64), primary_key=True),
         sa.Column("source_file", SOURCE_FILE, primary_key=True),
         sa.Column("customer_id", ID, primary_key=True),
@@ -139,7 +148,9 @@ def database_url_from_secret(secret_id: str | None) -> str | None:
         code = exc.response.get("Error", {}).get("Code", "error")
         raise DatabaseSecretError(f"secret {secret_id!r}: cannot read it ({code})") from None
     except BotoCoreError as exc:
-        raise DatabaseSecretError(f"secret {secret_id!r}: cannot reach Secrets Manager ({type(exc).__name__})") from None
+        raise DatabaseSecretError(
+            f"secret {secret_id!r}: cannot reach Secrets Manager ({type(exc).__name__})"
+        ) from None
     try:
         fields = json.loads(value)
         if not isinstance(fields, dict):

@@ -1,4 +1,4 @@
-"""The S3 "Object Created" trigger (DESIGN §7), kept in one place.
+"""The S3 "Object Created" trigger (see docs/architecture.md: AWS mapping), kept in one place.
 
 infra/template.yaml inlines the same pattern in its EventBridge rules (and a test
 checks they are equal); the Glue wrappers and the local ``watch`` command read the

@@ -1,6 +1,6 @@
 """Synthetic churn snapshots with a known truth: ``churn-generate``.
 
-Writes one raw snapshot CSV (the file naming and columns of DESIGN §3) and, under
+Writes one raw snapshot CSV (the file naming and columns of the data contract in docs/architecture.md) and, under
 ``--truth-dir``, a file of the same name holding every row's true churn
 probability (``customer_id, churn_probability``, row for row), so the oracle
 ROC-AUC of any snapshot is known. The truth never goes under the raw folder.
@@ -59,8 +59,8 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -122,26 +122,35 @@ def _insurance_score(f: dict[str, np.ndarray], drift: float) -> np.ndarray:
 
 
 def _insurance_frame(f: dict[str, np.ndarray], ids: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({
-        "customer_id": ids,
-        "age": f["age"],
-        "annual_premium": f["premium"],
-        "policy_type": _POLICIES[f["policy"]],
-        "claims_count": f["claims"],
-        "churn": labels.astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "age": f["age"],
+            "annual_premium": f["premium"],
+            "policy_type": _POLICIES[f["policy"]],
+            "claims_count": f["claims"],
+            "churn": labels.astype(np.int64),
+        }
+    )
 
 
 # Rule breakers: (column, bad value); one is drawn per broken row.
 _INSURANCE_BREAKS = [
-    ("age", 150), ("age", 5), ("annual_premium", -120.0), ("policy_type", "boat"),
-    ("claims_count", "abc"), ("annual_premium", "abc"), ("churn", "maybe"),
+    ("age", 150),
+    ("age", 5),
+    ("annual_premium", -120.0),
+    ("policy_type", "boat"),
+    ("claims_count", "abc"),
+    ("annual_premium", "abc"),
+    ("churn", "maybe"),
 ]
 
 # --- telco -------------------------------------------------------------------------------
 
 _CONTRACTS = np.array(["month-to-month", "one-year", "two-year"], dtype=object)
-_PAYMENTS = np.array(["electronic-check", "mailed-check", "bank-transfer", "credit-card"], dtype=object)
+_PAYMENTS = np.array(
+    ["electronic-check", "mailed-check", "bank-transfer", "credit-card"], dtype=object
+)
 _INTERNET = np.array(["dsl", "fiber", "none"], dtype=object)
 _YES_NO = np.array(["no", "yes"], dtype=object)
 
@@ -179,32 +188,45 @@ def _telco_score(f: dict[str, np.ndarray], drift: float) -> np.ndarray:
 
 def _telco_frame(f: dict[str, np.ndarray], ids: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     total = pd.Series(f["total"]).where(f["tenure"] > 0)  # blank for brand-new customers
-    return pd.DataFrame({
-        "CustomerID": "C-" + pd.Series(ids).astype(str).str.zfill(6),
-        "tenure_months": f["tenure"],
-        "monthly_charges": f["monthly"],
-        "total_charges": total,
-        "contract": _CONTRACTS[f["contract"]],
-        "payment_method": _PAYMENTS[f["payment"]],
-        "internet_service": _INTERNET[f["internet"]],
-        "paperless_billing": _YES_NO[f["paperless"]],
-        "Churn": np.where(labels, "Yes", "No"),
-    })
+    return pd.DataFrame(
+        {
+            "CustomerID": "C-" + pd.Series(ids).astype(str).str.zfill(6),
+            "tenure_months": f["tenure"],
+            "monthly_charges": f["monthly"],
+            "total_charges": total,
+            "contract": _CONTRACTS[f["contract"]],
+            "payment_method": _PAYMENTS[f["payment"]],
+            "internet_service": _INTERNET[f["internet"]],
+            "paperless_billing": _YES_NO[f["paperless"]],
+            "Churn": np.where(labels, "Yes", "No"),
+        }
+    )
 
 
 _TELCO_BREAKS = [
-    ("tenure_months", -3), ("tenure_months", 400), ("monthly_charges", "abc"),
-    ("monthly_charges", -5.0), ("contract", "weekly"), ("internet_service", "satellite"),
+    ("tenure_months", -3),
+    ("tenure_months", 400),
+    ("monthly_charges", "abc"),
+    ("monthly_charges", -5.0),
+    ("contract", "weekly"),
+    ("internet_service", "satellite"),
     ("Churn", "maybe"),
 ]
 
 _SPECS = {
-    "insurance": (_insurance_features, _insurance_score, _insurance_frame, _INSURANCE_BREAKS, "customer_id", "churn"),
+    "insurance": (
+        _insurance_features,
+        _insurance_score,
+        _insurance_frame,
+        _INSURANCE_BREAKS,
+        "customer_id",
+        "churn",
+    ),
     "telco": (_telco_features, _telco_score, _telco_frame, _TELCO_BREAKS, "CustomerID", "Churn"),
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def intercept(dataset: str, drift: float) -> float:
     """The intercept that gives the process its base rate, found by bisection on a
     fixed sample (so it does not depend on --seed or --rows)."""
@@ -266,8 +288,16 @@ def snapshot_name(dataset: str, timestamp: str) -> str:
 
 
 def write_snapshot(
-    out: Path, truth_dir: Path, rows: int, seed: int, timestamp: str, dataset: str = "insurance",
-    drift: float = 0.0, noise_labels: bool = False, dirty: bool = True, chunk_rows: int = CHUNK_ROWS,
+    out: Path,
+    truth_dir: Path,
+    rows: int,
+    seed: int,
+    timestamp: str,
+    dataset: str = "insurance",
+    drift: float = 0.0,
+    noise_labels: bool = False,
+    dirty: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> tuple[Path, Path]:
     """Write the snapshot and its truth file chunk by chunk; return both paths.
 
@@ -275,8 +305,10 @@ def write_snapshot(
     watcher of the raw folder never sees half a snapshot."""
     out, truth_dir = Path(out), Path(truth_dir)
     if truth_dir.resolve().is_relative_to(out.resolve()):
-        raise ValueError(f"--truth-dir {truth_dir} is inside the raw folder {out}: the truth "
-                         "would be read as a snapshot; put it elsewhere")
+        raise ValueError(
+            f"--truth-dir {truth_dir} is inside the raw folder {out}: the truth "
+            "would be read as a snapshot; put it elsewhere"
+        )
     if rows < 1:
         raise ValueError(f"--rows must be at least 1, got {rows}")
     name = snapshot_name(dataset, timestamp)
@@ -284,7 +316,10 @@ def write_snapshot(
     out.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
     raw_path, truth_path = out / name, truth_dir / name
-    raw_tmp, truth_tmp = raw_path.with_suffix(".csv.partial"), truth_path.with_suffix(".csv.partial")
+    raw_tmp, truth_tmp = (
+        raw_path.with_suffix(".csv.partial"),
+        truth_path.with_suffix(".csv.partial"),
+    )
     starts = range(0, rows, chunk_rows)
     chunk_seeds = np.random.SeedSequence(seed).spawn(len(starts))
     with open(raw_tmp, "w", newline="") as raw_file, open(truth_tmp, "w", newline="") as truth_file:
@@ -303,7 +338,9 @@ def _timestamp(text: str) -> str:
     try:
         datetime.strptime(text, TIMESTAMP_FORMAT)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD_HH-MM-SS timestamp") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a YYYY-MM-DD_HH-MM-SS timestamp"
+        ) from None
     return text
 
 
@@ -312,29 +349,58 @@ def main(argv: list[str] | None = None) -> int:
         prog="churn-generate",
         description="Write a synthetic churn snapshot and the true churn probability of each row.",
     )
-    parser.add_argument("--rows", type=int, default=5000, help="rows in the snapshot (default 5000)")
+    parser.add_argument(
+        "--rows", type=int, default=5000, help="rows in the snapshot (default 5000)"
+    )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument("--timestamp", type=_timestamp,
-                        help="timestamp in the file name, YYYY-MM-DD_HH-MM-SS (default: now, UTC)")
-    parser.add_argument("--out", type=Path, default=Path("data/01_raw"), help="raw folder (default data/01_raw)")
-    parser.add_argument("--truth-dir", type=Path, default=Path("data/truth"),
-                        help="folder for the truth file, outside the raw folder (default data/truth)")
+    parser.add_argument(
+        "--timestamp",
+        type=_timestamp,
+        help="timestamp in the file name, YYYY-MM-DD_HH-MM-SS (default: now, UTC)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("data/01_raw"), help="raw folder (default data/01_raw)"
+    )
+    parser.add_argument(
+        "--truth-dir",
+        type=Path,
+        default=Path("data/truth"),
+        help="folder for the truth file, outside the raw folder (default data/truth)",
+    )
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="insurance")
-    parser.add_argument("--drift", type=float, default=0.0,
-                        help="shift the generating process (0 = the baseline behaviour)")
-    parser.add_argument("--noise-labels", action="store_true", help="labels independent of the features")
+    parser.add_argument(
+        "--drift",
+        type=float,
+        default=0.0,
+        help="shift the generating process (0 = the baseline behaviour)",
+    )
+    parser.add_argument(
+        "--noise-labels", action="store_true", help="labels independent of the features"
+    )
     dirt = parser.add_mutually_exclusive_group()
-    dirt.add_argument("--dirty", dest="dirty", action="store_true", default=True,
-                      help="inject missing values, duplicates and rule breakers (default)")
+    dirt.add_argument(
+        "--dirty",
+        dest="dirty",
+        action="store_true",
+        default=True,
+        help="inject missing values, duplicates and rule breakers (default)",
+    )
     dirt.add_argument("--clean", dest="dirty", action="store_false", help="inject nothing")
     args = parser.parse_args(argv)
     if args.drift < 0:
         parser.error("--drift must be >= 0")
-    timestamp = args.timestamp or datetime.now(timezone.utc).strftime(TIMESTAMP_FORMAT)
+    timestamp = args.timestamp or datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
     try:
         raw_path, truth_path = write_snapshot(
-            args.out, args.truth_dir, args.rows, args.seed, timestamp, args.dataset,
-            args.drift, args.noise_labels, args.dirty,
+            args.out,
+            args.truth_dir,
+            args.rows,
+            args.seed,
+            timestamp,
+            args.dataset,
+            args.drift,
+            args.noise_labels,
+            args.dirty,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -38,9 +38,19 @@ PLAIN_LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
-    "loggers": {"kedro": {"level": "WARNING"}, "kedro.runner": {"level": "INFO"},
-                "kedro.validation": {"level": "ERROR"}, "churn_kedro": {"level": "INFO"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "loggers": {
+        "kedro": {"level": "WARNING"},
+        "kedro.runner": {"level": "INFO"},
+        "kedro.validation": {"level": "ERROR"},
+        "churn_kedro": {"level": "INFO"},
+    },
     "root": {"level": "WARNING", "handlers": ["stderr"]},
 }
 
@@ -48,7 +58,9 @@ PLAIN_LOGGING = {
 def parse_arguments(argv: list[str]) -> dict[str, Any]:
     """The job's arguments; getResolvedOptions on Glue, argparse elsewhere. Unknown
     arguments (Glue's own) are tolerated either way."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--db-secret-id", dest="db_secret_id")
     parser.add_argument("--env", default="aws")
@@ -85,7 +97,9 @@ def conf_source(option: str | None, script: Path) -> str:
     if option is None:
         beside = script.resolve().parent.parent / "conf"
         if not beside.is_dir():
-            raise SystemExit("no configuration: pass --conf-source s3://.../conf-churn_kedro.tar.gz")
+            raise SystemExit(
+                "no configuration: pass --conf-source s3://.../conf-churn_kedro.tar.gz"
+            )
         return str(beside)
     if "://" not in option:
         return option
@@ -104,7 +118,9 @@ def run_pipeline(pipeline: str, argv: list[str], script: str) -> int:
     options = parse_arguments(argv)
     os.environ["CHURN_BUCKET"] = options["bucket"]
     if options["db_secret_id"]:
-        os.environ["CHURN_DB_SECRET"] = options["db_secret_id"]  # the id; the resolver reads the value
+        os.environ["CHURN_DB_SECRET"] = options[
+            "db_secret_id"
+        ]  # the id; the resolver reads the value
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
     try:
         from kedro.framework.project import LOGGING, configure_project
@@ -113,7 +129,9 @@ def run_pipeline(pipeline: str, argv: list[str], script: str) -> int:
         configure_project(PACKAGE)  # the installed wheel is the project: no checkout needed
         LOGGING.configure(PLAIN_LOGGING)  # plain lines for CloudWatch, not Kedro's rich console
         with KedroSession.create(
-            project_path=Path.cwd(), env=options["env"], conf_source=conf_source(options["conf_source"], Path(script)),
+            project_path=Path.cwd(),
+            env=options["env"],
+            conf_source=conf_source(options["conf_source"], Path(script)),
             runtime_params=runtime_params(options),
         ) as session:
             session.run(pipeline_names=[pipeline])

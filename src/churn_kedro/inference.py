@@ -1,4 +1,4 @@
-"""The one inference function (DESIGN §5): named features in -> churn probability,
+"""The one inference function (see docs/architecture.md: pipelines): named features in -> churn probability,
 label at the card's threshold, model version out. The ``score`` pipeline and the API
 both call :func:`predict`.
 
@@ -35,8 +35,12 @@ FOREST_CODE_BITS = 32
 FOREST_LEFT_MASK = (1 << FOREST_CODE_BITS) - 1
 FOREST_FEATURE_SHIFT = 52
 FOREST_LEAF_CODE = (1 << (FOREST_FEATURE_SHIFT - FOREST_CODE_BITS)) - 1  # no row's code exceeds it
-FOREST_BLOCK_ROWS = 512  # rows walked together: their (rows x trees) state stays in L2 (2 MB a core here)
-OBLIVIOUS_BLOCK_ROWS = 512  # CatBoost rows scored together: their (splits x rows) bits stay in cache
+FOREST_BLOCK_ROWS = (
+    512  # rows walked together: their (rows x trees) state stays in L2 (2 MB a core here)
+)
+OBLIVIOUS_BLOCK_ROWS = (
+    512  # CatBoost rows scored together: their (splits x rows) bits stay in cache
+)
 
 
 @dataclass(frozen=True)
@@ -64,12 +68,16 @@ def _pipeline_probability(model: Any, card: Mapping[str, Any], features: Any) ->
     import pandas as pd
 
     schema = card["schema"]
-    frame = pd.DataFrame({
-        **{n: _numbers(features[n]) for n in schema["numeric_features"]},
-        # NaN, not None: SimpleImputer(missing_values=nan) leaves None in object columns alone.
-        **{n: pd.Series([np.nan if _missing(v) else str(v) for v in features[n]], dtype=object)
-           for n in schema["categorical_features"]},
-    })
+    frame = pd.DataFrame(
+        {
+            **{n: _numbers(features[n]) for n in schema["numeric_features"]},
+            # NaN, not None: SimpleImputer(missing_values=nan) leaves None in object columns alone.
+            **{
+                n: pd.Series([np.nan if _missing(v) else str(v) for v in features[n]], dtype=object)
+                for n in schema["categorical_features"]
+            },
+        }
+    )
     return np.asarray(model.predict_proba(frame[list(card["features"])])[:, 1], dtype="float64")
 
 
@@ -78,8 +86,11 @@ def _missing(value: Any) -> bool:
 
 
 def _numbers(values: Any) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], dtype="float64") \
-        if isinstance(values, list) else np.asarray(values, dtype="float64")
+    return (
+        np.array([np.nan if v is None else v for v in values], dtype="float64")
+        if isinstance(values, list)
+        else np.asarray(values, dtype="float64")
+    )
 
 
 def _codes(values: Any, categories: Sequence[str], unknown: int) -> np.ndarray:
@@ -91,7 +102,9 @@ def _codes(values: Any, categories: Sequence[str], unknown: int) -> np.ndarray:
     values = values if isinstance(values, list) else list(values)
     # one dict lookup a value at C speed; only the values it did not find (NaN, a number,
     # an unseen category: few) are looked at again one by one
-    out = np.fromiter(map(index.get, values, itertools.repeat(unknown)), dtype=np.int64, count=len(values))
+    out = np.fromiter(
+        map(index.get, values, itertools.repeat(unknown)), dtype=np.int64, count=len(values)
+    )
     for i in np.flatnonzero(out == unknown).tolist():
         value = values[i]
         out[i] = missing if _missing(value) else index.get(str(value), unknown)
@@ -127,7 +140,11 @@ class ServingModel:
     # ---- persistence --------------------------------------------------------------
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        np.savez(buffer, __meta__=np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8), **self.arrays)
+        np.savez(
+            buffer,
+            __meta__=np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8),
+            **self.arrays,
+        )
         return buffer.getvalue()
 
     @classmethod
@@ -136,7 +153,9 @@ class ServingModel:
             arrays = {k: npz[k] for k in npz.files}
         meta = json.loads(arrays.pop("__meta__").tobytes())
         if meta.get("format") != FORMAT:
-            raise ValueError(f"serving form format {meta.get('format')!r}: this code reads {FORMAT}")
+            raise ValueError(
+                f"serving form format {meta.get('format')!r}: this code reads {FORMAT}"
+            )
         return cls(meta, arrays)
 
     # ---- evaluation ---------------------------------------------------------------
@@ -146,10 +165,19 @@ class ServingModel:
             categorical = [list(features[n]) for n in self.categorical]
             size = len(numeric[0]) if numeric else len(categorical[0])
             # in row blocks: the per-split bit matrix of a whole batch would not fit in cache
-            rows = [slice(i, i + OBLIVIOUS_BLOCK_ROWS) for i in range(0, size, OBLIVIOUS_BLOCK_ROWS)]
-            return _in_blocks(self._oblivious, [
-                ([x[r] for x in numeric], {name: c[r] for name, c in zip(self.categorical, categorical)})
-                for r in rows])
+            rows = [
+                slice(i, i + OBLIVIOUS_BLOCK_ROWS) for i in range(0, size, OBLIVIOUS_BLOCK_ROWS)
+            ]
+            return _in_blocks(
+                self._oblivious,
+                [
+                    (
+                        [x[r] for x in numeric],
+                        {name: c[r] for name, c in zip(self.categorical, categorical)},
+                    )
+                    for r in rows
+                ],
+            )
         columns = self._design_columns(numeric, features)
         if self.kind == "logistic_regression":
             return self._linear(columns)
@@ -180,7 +208,7 @@ class ServingModel:
             z += x * w
         offset = len(block)
         for codes, width in onehots:
-            w = np.append(weights[offset:offset + width], 0.0)  # code -1 -> the appended 0
+            w = np.append(weights[offset : offset + width], 0.0)  # code -1 -> the appended 0
             z += w[codes]
             offset += width
         return 1.0 / (1.0 + np.exp(-z))
@@ -197,10 +225,16 @@ class ServingModel:
         borders, offsets = self.arrays["borders"], self.arrays["border_offsets"]
         # A row's code for a feature: how many of the feature's borders lie below its
         # value, so that value > borders[k] exactly when code > k.
-        codes = np.column_stack([np.searchsorted(borders[offsets[f]:offsets[f + 1]], x[:, f])
-                                 for f in range(x.shape[1])])
-        return _in_blocks(self._walk, [(codes[i:i + FOREST_BLOCK_ROWS],)
-                                       for i in range(0, len(codes), FOREST_BLOCK_ROWS)])
+        codes = np.column_stack(
+            [
+                np.searchsorted(borders[offsets[f] : offsets[f + 1]], x[:, f])
+                for f in range(x.shape[1])
+            ]
+        )
+        return _in_blocks(
+            self._walk,
+            [(codes[i : i + FOREST_BLOCK_ROWS],) for i in range(0, len(codes), FOREST_BLOCK_ROWS)],
+        )
 
     def _walk(self, codes: np.ndarray) -> np.ndarray:
         """Mean leaf value over the trees for a block of rows. All (row, tree) pairs step
@@ -220,7 +254,9 @@ class ServingModel:
                 node, row, base = node[keep], row[keep], base[keep]
             packed = np.take(nodes, node)
             code = np.take(flat, base + (packed >> FOREST_FEATURE_SHIFT))
-            node = (packed & FOREST_LEFT_MASK) + (code > (packed >> FOREST_CODE_BITS & FOREST_LEAF_CODE))
+            node = (packed & FOREST_LEFT_MASK) + (
+                code > (packed >> FOREST_CODE_BITS & FOREST_LEAF_CODE)
+            )
         total += np.bincount(row, weights=np.take(value, node), minlength=count)
         return total / len(roots)
 
@@ -238,17 +274,25 @@ class ServingModel:
         nan = np.isnan(floats)
 
         def above(feature, border):
-            return np.where(nan[feature], a["nan_true"][feature][..., None], floats[feature] > border[..., None])
+            return np.where(
+                nan[feature], a["nan_true"][feature][..., None], floats[feature] > border[..., None]
+            )
 
         kinds = a["split_kind"]
-        bits = np.zeros((len(kinds) + 1, n), dtype=np.uint8)  # the last row: a padding split, always 0
+        bits = np.zeros(
+            (len(kinds) + 1, n), dtype=np.uint8
+        )  # the last row: a padding split, always 0
         bits[:-1][kinds == 0] = above(a["split_feature"][kinds == 0], a["border"][kinds == 0])
         if (kinds == 1).any():
             joint = np.zeros(n, dtype=np.int64)
             for name, categories in zip(self.categorical, self.meta["categories"]):
                 # codes: the known values, then one code for every value the model never saw
-                joint = joint * (len(categories) + 1) + _codes(features[name], categories, len(categories))
-            cond = above(a["cond_feature"], a["cond_border"]) & a["cond_used"][..., None]  # (splits, width, n)
+                joint = joint * (len(categories) + 1) + _codes(
+                    features[name], categories, len(categories)
+                )
+            cond = (
+                above(a["cond_feature"], a["cond_border"]) & a["cond_used"][..., None]
+            )  # (splits, width, n)
             combo = np.zeros((cond.shape[0], n), dtype=np.int64)
             for k in range(cond.shape[1]):
                 combo |= cond[:, k].astype(np.int64) << k

@@ -1,4 +1,4 @@
-"""Project pipelines (DESIGN §5): each folder under pipelines/ is one, named after it."""
+"""Project pipelines (see docs/architecture.md: pipelines): each folder under pipelines/ is one, named after it."""
 
 from __future__ import annotations
 

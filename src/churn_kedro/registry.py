@@ -1,4 +1,4 @@
-"""The model registry (DESIGN §4): a folder locally, an S3 prefix on AWS, one code path.
+"""The model registry (see docs/architecture.md: storage): a folder locally, an S3 prefix on AWS, one code path.
 
     <root>/versions/<version>/model.joblib   the fitted sklearn Pipeline
     <root>/versions/<version>/card.json      metrics, params, threshold, schema, ...
@@ -66,13 +66,15 @@ class ModelRegistry:
         import joblib
 
         if self.fs.exists(self.version_path(version)):
-            raise RegistryError(f"version {version} already exists in {self.url}; versions are immutable")
+            raise RegistryError(
+                f"version {version} already exists in {self.url}; versions are immutable"
+            )
         buffer = io.BytesIO()
         joblib.dump(model, buffer, compress=3)
         self.fs.makedirs(self.version_path(version), exist_ok=True)
         self.fs.pipe_file(self.version_path(version, MODEL_FILE), buffer.getvalue())
-        # [serving, issue 4] numpy-only serving form (serving.npz) for the API's cold start.
         from churn_kedro.serving.export import save_serving_form
+
         save_serving_form(self, version, model, card)
         self.fs.pipe_file(
             self.version_path(version, CARD_FILE), json.dumps(card, indent=2, default=str).encode()

@@ -64,8 +64,11 @@ def _status(registry: ModelRegistry) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="churn-registry", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="churn-registry",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--registry", help="registry folder or s3:// prefix")
     parser.add_argument("--env", help="Kedro environment whose catalog names the registry")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             for version in registry.versions():
                 card = registry.card(version)
                 mark = "*" if version == current else " "
-                print(f"{mark} {version}  {card['family']:<20} "
-                      f"holdout ROC-AUC {card['metrics']['roc_auc']:.4f}  {card['created_at']}")
+                print(
+                    f"{mark} {version}  {card['family']:<20} "
+                    f"holdout ROC-AUC {card['metrics']['roc_auc']:.4f}  {card['created_at']}"
+                )
         elif args.command == "show":
             print(json.dumps(registry.card(args.version), indent=2))
         elif args.command == "promote":

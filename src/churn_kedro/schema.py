@@ -1,4 +1,4 @@
-"""The data contract (DESIGN §3), built from the ``schema`` parameters.
+"""The data contract (see docs/architecture.md: data contract), built from the ``schema`` parameters.
 
 This is the one definition of the rules. ``data_processing`` and both ingestion
 pipelines validate with :func:`validate_frame`; the model card carries
@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -81,7 +80,8 @@ class Schema:
             categorical = tuple(
                 CategoricalRule(
                     name=str(name),
-                    values=None if (rule or {}).get("values") is None
+                    values=None
+                    if (rule or {}).get("values") is None
                     else tuple(str(v) for v in rule["values"]),
                     nullable=(rule or {}).get("nullable", True),
                 )
@@ -242,12 +242,18 @@ def validate_frame(
         cells = text(rule.name)
         numbers = _to_float(cells)
         shown = cells.fillna("")
-        fail(cells.notna() & numbers.isna(), lambda r: rule.name + ": '" + shown[r] + "' is not a number")
+        fail(
+            cells.notna() & numbers.isna(),
+            lambda r: rule.name + ": '" + shown[r] + "' is not a number",
+        )
         fail(np.isinf(numbers), lambda r: rule.name + ": '" + shown[r] + "' is not finite")
         if not rule.nullable:
             fail(cells.isna(), f"{rule.name}: missing")
         if rule.integer:
-            fail(numbers.notna() & (numbers % 1 != 0), lambda r: rule.name + ": " + shown[r] + " is not a whole number")
+            fail(
+                numbers.notna() & (numbers % 1 != 0),
+                lambda r: rule.name + ": " + shown[r] + " is not a whole number",
+            )
         for bound, bad, words in (
             (rule.min, lambda b: numbers < b, "below the minimum"),
             (rule.max, lambda b: numbers > b, "above the maximum"),
@@ -278,8 +284,12 @@ def validate_frame(
         unknown = labels.notna() & ~normalised.isin([schema.positive_label, schema.negative_label])
         fail(
             unknown,
-            lambda r: schema.target + ": '" + labels[r]
-            + f"' is not one of {schema.positive_label}, {schema.negative_label}",
+            lambda r: (
+                schema.target
+                + ": '"
+                + labels[r]
+                + f"' is not one of {schema.positive_label}, {schema.negative_label}"
+            ),
         )
         typed[schema.target] = (normalised == schema.positive_label).astype("int64")
 
@@ -302,7 +312,8 @@ def validate_frame(
             REASON: reasons.astype(str).to_numpy(),
             RECORD: [
                 json.dumps(row, default=str)
-                for row in raw.loc[reasons.index].astype(object)
+                for row in raw.loc[reasons.index]
+                .astype(object)
                 .where(raw.loc[reasons.index].notna(), None)
                 .to_dict("records")
             ],
@@ -330,7 +341,10 @@ def _reject_duplicates(raw, ids, first_row_number, id_column, fail) -> None:
     if repeated.any():
         group = raw.groupby(list(raw.columns), dropna=False, sort=False).ngroup()
         first_row = pd.Series(raw.index, index=raw.index).groupby(group).transform("min")
-        fail(repeated, lambda r: "duplicate: repeats row " + (first_row[r] + first_row_number).astype(str))
+        fail(
+            repeated,
+            lambda r: "duplicate: repeats row " + (first_row[r] + first_row_number).astype(str),
+        )
     distinct_ids = ids[~repeated]
     conflicting = distinct_ids.notna() & distinct_ids.duplicated(keep=False)
     fail(

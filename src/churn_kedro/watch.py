@@ -23,15 +23,20 @@ WATCHED = {"ingest_raw": "raw_objects", "ingest_processed": "processed_objects"}
 
 
 def _unchanged(entry: dict[str, Any] | None, obj: Any) -> bool:
-    return entry is not None and entry["size_bytes"] == obj.size and entry["object_version"] == obj.version
+    return (
+        entry is not None
+        and entry["size_bytes"] == obj.size
+        and entry["object_version"] == obj.version
+    )
 
 
 def run_ingestion(project: Path, env: str | None, pipeline: str, source_file: str) -> bool:
     from kedro.framework.session import KedroSession
 
     try:
-        with KedroSession.create(project_path=project, env=env,
-                                 runtime_params={"ingestion.only": source_file}) as session:
+        with KedroSession.create(
+            project_path=project, env=env, runtime_params={"ingestion.only": source_file}
+        ) as session:
             session.run(pipeline_names=[pipeline])
     except Exception as exc:  # the run reported it; keep watching
         logger.error("%s of %s failed: %s", pipeline, source_file, exc)
@@ -52,8 +57,11 @@ def watch(project: Path, env: str | None, interval: float, once: bool) -> int:
     database = catalog.load("ingestion_database")(Schema.from_params(context.params["schema"]))
     attempted: dict[str, tuple[int, str | None]] = {}  # objects this watcher has handed to a run
     failures = 0
-    logger.info("Watching %s every %gs", ", ".join(str(catalog[d]._describe()["path"]) for d in WATCHED.values()),
-                interval)
+    logger.info(
+        "Watching %s every %gs",
+        ", ".join(str(catalog[d]._describe()["path"]) for d in WATCHED.values()),
+        interval,
+    )
     while True:
         log = database.ingestion_log()
         for pipeline, dataset in WATCHED.items():
@@ -70,13 +78,23 @@ def watch(project: Path, env: str | None, interval: float, once: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", default=None, help="Kedro environment (default: local)")
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between polls (default 5)")
-    parser.add_argument("--once", action="store_true", help="one poll, then exit (non-zero if a run failed)")
-    parser.add_argument("--project", type=Path, default=Path.cwd(), help="project root (default: .)")
+    parser.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between polls (default 5)"
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="one poll, then exit (non-zero if a run failed)"
+    )
+    parser.add_argument(
+        "--project", type=Path, default=Path.cwd(), help="project root (default: .)"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return watch(args.project.resolve(), args.env, args.interval, args.once)
     except KeyboardInterrupt:

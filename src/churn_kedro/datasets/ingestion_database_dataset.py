@@ -1,4 +1,4 @@
-"""Kedro access to the ingestion tables (DESIGN §4): one object, one transaction.
+"""Kedro access to the ingestion tables (see docs/architecture.md: storage): one object, one transaction.
 
 ``load()`` returns an :class:`IngestionDatabase` bound to the configured database
 (SQLite by default, MySQL on AWS). Its :meth:`~IngestionDatabase.load_object` writes
@@ -12,8 +12,8 @@ import json
 import logging
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -97,11 +97,20 @@ class IngestionDatabase:
             # The log row goes first: a concurrent run for the same object blocks on its key,
             # then fails on it instead of loading the rows a second time.
             try:
-                conn.execute(log.insert().values(
-                    source_file=source_file, target_table=table_name, checksum="", size_bytes=0,
-                    rows_read=0, rows_loaded=0, rows_rejected=0, status="loading",
-                    started_at=started, finished_at=started,
-                ))
+                conn.execute(
+                    log.insert().values(
+                        source_file=source_file,
+                        target_table=table_name,
+                        checksum="",
+                        size_bytes=0,
+                        rows_read=0,
+                        rows_loaded=0,
+                        rows_rejected=0,
+                        status="loading",
+                        started_at=started,
+                        finished_at=started,
+                    )
+                )
             except sa.exc.IntegrityError:
                 raise AlreadyIngested(source_file) from None
             counts = {"loaded": 0, "rejected": 0}
@@ -109,30 +118,48 @@ class IngestionDatabase:
             def write(chunk: Chunk, staged: str | None) -> None:
                 ingested_at = _now()
                 if chunk.retract:
-                    moved = self._retract(conn, table, quarantine, source_file, chunk.retract, ingested_at)
+                    moved = self._retract(
+                        conn, table, quarantine, source_file, chunk.retract, ingested_at
+                    )
                     counts["loaded"] -= moved
                     counts["rejected"] += moved
                 if staged is not None:
-                    self._load_data_infile(conn, table, staged, len(chunk.valid), source_file, ingested_at)
+                    self._load_data_infile(
+                        conn, table, staged, len(chunk.valid), source_file, ingested_at
+                    )
                     os.unlink(staged)
                 elif len(chunk.valid):
                     self._bulk_insert(conn, table, chunk.valid, source_file, ingested_at)
                 counts["loaded"] += len(chunk.valid)
                 if len(chunk.rejected):
-                    conn.execute(quarantine.insert(), [
-                        {"source_file": source_file, "row_number": int(r.row_number), "reason": r.reason,
-                         "record": r.record, "quarantined_at": ingested_at}
-                        for r in chunk.rejected.itertuples(index=False)
-                    ])
+                    conn.execute(
+                        quarantine.insert(),
+                        [
+                            {
+                                "source_file": source_file,
+                                "row_number": int(r.row_number),
+                                "reason": r.reason,
+                                "record": r.record,
+                                "quarantined_at": ingested_at,
+                            }
+                            for r in chunk.rejected.itertuples(index=False)
+                        ],
+                    )
                     counts["rejected"] += len(chunk.rejected)
-                logger.info("%s: %d rows loaded, %d quarantined so far", source_file,
-                            counts["loaded"], counts["rejected"])
+                logger.info(
+                    "%s: %d rows loaded, %d quarantined so far",
+                    source_file,
+                    counts["loaded"],
+                    counts["rejected"],
+                )
 
             # The database writes chunk k while this thread reads, validates and (on MySQL)
             # stages chunk k+1 as a CSV file: the server never waits for Python work between
             # two chunks. One writer at a time, so the connection is never used concurrently.
-            with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer,
-                  tempfile.TemporaryDirectory(prefix="churn-ingest-") as staging):
+            with (
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer,
+                tempfile.TemporaryDirectory(prefix="churn-ingest-") as staging,
+            ):
                 pending = None
                 try:
                     for number, chunk in enumerate(chunks):
@@ -150,12 +177,24 @@ class IngestionDatabase:
                     raise error
             loaded, rejected = counts["loaded"], counts["rejected"]
             fields = finish()
-            conn.execute(log.update().where(log.c.source_file == source_file).values(
-                rows_loaded=loaded, rows_rejected=rejected, finished_at=_now(),
-                status="replaced" if replace else "loaded", **fields,
-            ))
-        return {"source_file": source_file, "rows_loaded": loaded, "rows_rejected": rejected,
-                "status": "replaced" if replace else "loaded", **fields}
+            conn.execute(
+                log.update()
+                .where(log.c.source_file == source_file)
+                .values(
+                    rows_loaded=loaded,
+                    rows_rejected=rejected,
+                    finished_at=_now(),
+                    status="replaced" if replace else "loaded",
+                    **fields,
+                )
+            )
+        return {
+            "source_file": source_file,
+            "rows_loaded": loaded,
+            "rows_rejected": rejected,
+            "status": "replaced" if replace else "loaded",
+            **fields,
+        }
 
     def _retract(self, conn, table, quarantine, source_file, retract: dict[str, str], when) -> int:
         """Move rows loaded from earlier chunks to quarantine (their id conflicts with a later row)."""
@@ -165,15 +204,24 @@ class IngestionDatabase:
         conn.execute(sa.delete(table).where(condition))
         record_columns = self.schema.required_columns(labelled=False)
         if rows:
-            conn.execute(quarantine.insert(), [
-                {"source_file": source_file, "row_number": row["row_number"],
-                 "reason": retract[row[self.schema.id_column]], "quarantined_at": when,
-                 "record": json.dumps({c: row[c] for c in record_columns}, default=str)}
-                for row in rows
-            ])
+            conn.execute(
+                quarantine.insert(),
+                [
+                    {
+                        "source_file": source_file,
+                        "row_number": row["row_number"],
+                        "reason": retract[row[self.schema.id_column]],
+                        "quarantined_at": when,
+                        "record": json.dumps({c: row[c] for c in record_columns}, default=str),
+                    }
+                    for row in rows
+                ],
+            )
         return len(rows)
 
-    def _bulk_insert(self, conn, table: sa.Table, rows: pd.DataFrame, source_file: str, when) -> None:
+    def _bulk_insert(
+        self, conn, table: sa.Table, rows: pd.DataFrame, source_file: str, when
+    ) -> None:
         """SQLite: executemany with plain tuples, the driver's fastest path (no per-row dicts)."""
         columns = self._loaded_columns(table)
         values = [_column_values(rows[c]) for c in columns]
@@ -193,10 +241,15 @@ class IngestionDatabase:
         """MySQL: the validated rows as a CSV file for LOAD DATA LOCAL INFILE (pyarrow writes
         CSV ~10x faster than to_csv). It always quotes strings, so the unquoted word NULL
         it writes for a missing value is read as NULL, and a text 'NULL' stays text."""
-        pa_csv.write_csv(pa.Table.from_pandas(rows[self._loaded_columns(table)], preserve_index=False), path,
-                         pa_csv.WriteOptions(include_header=False, quoting_style="needed", null_string="NULL"))
+        pa_csv.write_csv(
+            pa.Table.from_pandas(rows[self._loaded_columns(table)], preserve_index=False),
+            path,
+            pa_csv.WriteOptions(include_header=False, quoting_style="needed", null_string="NULL"),
+        )
 
-    def _load_data_infile(self, conn, table: sa.Table, path: str, rows: int, source_file: str, when) -> None:
+    def _load_data_infile(
+        self, conn, table: sa.Table, path: str, rows: int, source_file: str, when
+    ) -> None:
         """LOAD DATA LOCAL INFILE of a staged chunk: the server's own bulk path. Columns
         are assigned directly (no per-row NULLIF expressions: they cost the server ~20%)."""
         columns = ", ".join(f"`{c}`" for c in self._loaded_columns(table))
@@ -206,9 +259,13 @@ class IngestionDatabase:
             f"LINES TERMINATED BY '\\n' ({columns}) SET `source_file` = %s, `ingested_at` = %s",
             (path, source_file, when),
         ).rowcount
-        if loaded != rows:  # LOCAL implies IGNORE: a row whose key exists is skipped with a mere warning
-            raise RuntimeError(f"{source_file}: LOAD DATA loaded {loaded} of {rows} validated rows "
-                               f"into {table.name} (a key already there?)")
+        if (
+            loaded != rows
+        ):  # LOCAL implies IGNORE: a row whose key exists is skipped with a mere warning
+            raise RuntimeError(
+                f"{source_file}: LOAD DATA loaded {loaded} of {rows} validated rows "
+                f"into {table.name} (a key already there?)"
+            )
 
 
 class IngestionDatabaseDataset(AbstractDataset[IngestionDatabase, None]):
@@ -224,7 +281,9 @@ class IngestionDatabaseDataset(AbstractDataset[IngestionDatabase, None]):
 
     _engines: dict[str, sa.Engine] = {}  # one pool per URL and process
 
-    def __init__(self, credentials: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None):
+    def __init__(
+        self, credentials: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None
+    ):
         self._url = (credentials or {}).get("con")
         self.metadata = metadata
 

@@ -1,4 +1,4 @@
-"""Kedro access to the model registry (DESIGN §4)."""
+"""Kedro access to the model registry (see docs/architecture.md: storage)."""
 
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ class SnapshotObjectsDataset(AbstractDataset[dict[str, SnapshotObject], None]):
         for path, info in sorted(self._fs.find(root, detail=True).items()):
             if not path.endswith(self._suffix) or info.get("type") == "directory":
                 continue
-            relative = path[len(root):].lstrip("/")
+            relative = path[len(root) :].lstrip("/")
             version = info.get("ETag") or info.get("mtime") or info.get("LastModified")
             source_file = f"{self._key_prefix}/{relative}"
             objects[source_file] = SnapshotObject(

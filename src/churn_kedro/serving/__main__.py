@@ -25,10 +25,14 @@ def make_server(app: Application, host: str, port: int) -> ThreadingHTTPServer:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY_BYTES:
                 self.close_connection = True
-                response = app._error(RequestError(413, f"body of {length} bytes, the maximum is {MAX_BODY_BYTES}"))
+                response = app._error(
+                    RequestError(413, f"body of {length} bytes, the maximum is {MAX_BODY_BYTES}")
+                )
             else:
                 body = self.rfile.read(length) if length else b""
-                response = app.handle(self.command, self.path.split("?")[0], dict(self.headers), body)
+                response = app.handle(
+                    self.command, self.path.split("?")[0], dict(self.headers), body
+                )
             data = response.encoded()
             self.send_response(response.status)
             for key, value in response.headers.items():
@@ -41,28 +45,42 @@ def make_server(app: Application, host: str, port: int) -> ThreadingHTTPServer:
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 
         def log_message(self, format: str, *args) -> None:
-            logging.getLogger("churn_kedro.serving.http").info("%s " + format, self.client_address[0], *args)
+            logging.getLogger("churn_kedro.serving.http").info(
+                "%s " + format, self.client_address[0], *args
+            )
 
     return ThreadingHTTPServer((host, port), Handler)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m churn_kedro.serving", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m churn_kedro.serving",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--registry", help="registry folder or s3:// prefix (default: $CHURN_REGISTRY)")
-    parser.add_argument("--refresh-seconds", type=float, help="re-read champion.json at most this often")
+    parser.add_argument(
+        "--registry", help="registry folder or s3:// prefix (default: $CHURN_REGISTRY)"
+    )
+    parser.add_argument(
+        "--refresh-seconds", type=float, help="re-read champion.json at most this often"
+    )
     parser.add_argument("--max-batch", type=int, help="largest accepted batch of instances")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     app = Application(args.registry, args.refresh_seconds, args.max_batch)
     server = make_server(app, args.host, args.port)
     try:
         version = app.champions.get()["version"]
     except Exception as exc:  # still serve: /health says 503 until a champion appears
         version = f"none ({exc})"
-    print(f"serving {app.registry} (champion {version}) on http://{args.host}:{server.server_port}", flush=True)
+    print(
+        f"serving {app.registry} (champion {version}) on http://{args.host}:{server.server_port}",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""The inference API (DESIGN §6) as one plain application object.
+"""The inference API (see docs/architecture.md: serving API) as one plain application object.
 
 ``Application.handle(method, path, headers, body)`` -> ``Response``; the local HTTP
 server (``python -m churn_kedro.serving``) and the Lambda handler (API Gateway REST
@@ -57,22 +57,41 @@ def _parse_json(body: bytes | str | None) -> Any:
 
 
 class Application:
-    def __init__(self, registry: str | None = None, refresh_seconds: float | None = None,
-                 max_batch: int | None = None, storage_options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        registry: str | None = None,
+        refresh_seconds: float | None = None,
+        max_batch: int | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ):
         env = os.environ
         self.registry = registry or env.get("CHURN_REGISTRY") or DEFAULT_REGISTRY
-        refresh = refresh_seconds if refresh_seconds is not None else \
-            float(env.get("CHURN_CHAMPION_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS))
-        self.max_batch = int(max_batch if max_batch is not None else env.get("CHURN_MAX_BATCH", DEFAULT_MAX_BATCH))
+        refresh = (
+            refresh_seconds
+            if refresh_seconds is not None
+            else float(env.get("CHURN_CHAMPION_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS))
+        )
+        self.max_batch = int(
+            max_batch if max_batch is not None else env.get("CHURN_MAX_BATCH", DEFAULT_MAX_BATCH)
+        )
         self.champions = ChampionSource(self.registry, refresh, storage_options)
 
     # ---- dispatch -----------------------------------------------------------------
-    def handle(self, method: str, path: str, headers: dict[str, str] | None = None,
-               body: bytes | str | None = None) -> Response:
+    def handle(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | str | None = None,
+    ) -> Response:
         headers = {k.lower(): v for k, v in (headers or {}).items()}
         path = "/" + path.strip("/")
-        routes = {"/predict": {"POST": self.predict}, "/health": {"GET": self.health},
-                  "/model": {"GET": self.model}, "/openapi.json": {"GET": self.openapi}}
+        routes = {
+            "/predict": {"POST": self.predict},
+            "/health": {"GET": self.health},
+            "/model": {"GET": self.model},
+            "/openapi.json": {"GET": self.openapi},
+        }
         try:
             if path not in routes:
                 raise RequestError(404, f"no such path {path}; the API has {', '.join(routes)}")
@@ -81,7 +100,9 @@ class Application:
             if method == "HEAD" and "GET" in allowed:
                 method = "GET"
             if method not in allowed:
-                response = self._error(RequestError(405, f"{method} {path}: use {', '.join(allowed)}"))
+                response = self._error(
+                    RequestError(405, f"{method} {path}: use {', '.join(allowed)}")
+                )
                 response.headers["Allow"] = ", ".join(allowed)
                 return response
             return allowed[method](headers, body)
@@ -91,7 +112,9 @@ class Application:
             return self._error(RequestError(503, str(exc)), version=None)
         except Exception:  # a bug of ours, not the caller's: say so without leaking internals
             logger.exception("%s %s failed", method, path)
-            return self._error(RequestError(500, "internal error while answering; see the service log"))
+            return self._error(
+                RequestError(500, "internal error while answering; see the service log")
+            )
 
     def _version(self) -> str | None:
         try:
@@ -107,8 +130,10 @@ class Application:
 
     def _error(self, exc: RequestError, version: str | None | bool = False) -> Response:
         version = self._version() if version is False else version
-        body = {"error": {"status": exc.status, "message": exc.message, "problems": exc.problems},
-                "model_version": version}
+        body = {
+            "error": {"status": exc.status, "message": exc.message, "problems": exc.problems},
+            "model_version": version,
+        }
         return self._answer(exc.status, body, version)
 
     # ---- endpoints ----------------------------------------------------------------
@@ -116,7 +141,9 @@ class Application:
         champion = self.champions.get()
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            raise RequestError(415, f"Content-Type must be application/json, got {content_type or 'none'}")
+            raise RequestError(
+                415, f"Content-Type must be application/json, got {content_type or 'none'}"
+            )
         document = _parse_json(body)
         ids, columns = check_instances(document, champion["card"], self.max_batch)
         result = predict(champion, columns)
@@ -124,9 +151,15 @@ class Application:
             {"customer_id": customer, "churn_probability": p, "churn": label}
             for customer, p, label in zip(ids, result.probability.tolist(), result.label.tolist())
         ]
-        return self._answer(200, {"model_version": result.model_version,
-                                  "threshold": float(champion["card"]["threshold"]),
-                                  "predictions": predictions}, result.model_version)
+        return self._answer(
+            200,
+            {
+                "model_version": result.model_version,
+                "threshold": float(champion["card"]["threshold"]),
+                "predictions": predictions,
+            },
+            result.model_version,
+        )
 
     def health(self, headers, body) -> Response:
         version = self.champions.get()["version"]
@@ -134,8 +167,11 @@ class Application:
 
     def model(self, headers, body) -> Response:
         champion = self.champions.get()
-        return self._answer(200, {"model_version": champion["version"], "card": champion["card"]},
-                            champion["version"])
+        return self._answer(
+            200,
+            {"model_version": champion["version"], "card": champion["card"]},
+            champion["version"],
+        )
 
     def openapi(self, headers, body) -> Response:
         try:
@@ -143,19 +179,32 @@ class Application:
         except NoChampion:
             champion = None
         version = champion["version"] if champion else None
-        return self._answer(200, openapi_document(champion["card"] if champion else None, self.max_batch), version)
+        return self._answer(
+            200, openapi_document(champion["card"] if champion else None, self.max_batch), version
+        )
 
 
 def _instance_schema(card: dict[str, Any] | None) -> dict[str, Any]:
     if card is None:
-        return {"type": "object", "description": "the champion card's features (no champion loaded)"}
+        return {
+            "type": "object",
+            "description": "the champion card's features (no champion loaded)",
+        }
     schema = card["schema"]
-    properties: dict[str, Any] = {schema["id_column"]: {"oneOf": [{"type": "integer"}, {"type": "string"}]}}
+    properties: dict[str, Any] = {
+        schema["id_column"]: {"oneOf": [{"type": "integer"}, {"type": "string"}]}
+    }
     for name, rule in schema["numeric_features"].items():
-        prop: dict[str, Any] = {"type": "integer" if rule.get("integer") else "number",
-                                "nullable": rule.get("nullable", True)}
-        for key, openapi_key in (("min", "minimum"), ("max", "maximum"), ("gt", "exclusiveMinimum"),
-                                 ("lt", "exclusiveMaximum")):
+        prop: dict[str, Any] = {
+            "type": "integer" if rule.get("integer") else "number",
+            "nullable": rule.get("nullable", True),
+        }
+        for key, openapi_key in (
+            ("min", "minimum"),
+            ("max", "maximum"),
+            ("gt", "exclusiveMinimum"),
+            ("lt", "exclusiveMaximum"),
+        ):
             if rule.get(key) is not None:
                 prop[openapi_key] = rule[key]
         properties[name] = prop
@@ -164,51 +213,139 @@ def _instance_schema(card: dict[str, Any] | None) -> dict[str, Any]:
         if rule.get("values") is not None:
             prop["enum"] = list(rule["values"])
         properties[name] = prop
-    return {"type": "object", "properties": properties, "required": list(properties),
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
 
 
 def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, Any]:
     """OpenAPI 3.0 of the API; the instance schema is the current champion's."""
     error = {"$ref": "#/components/schemas/Error"}
-    errors = {str(code): {"description": text, "content": {"application/json": {"schema": error}}}
-              for code, text in ((400, "body is not JSON"), (413, "batch larger than the maximum"),
-                                 (415, "Content-Type is not application/json"),
-                                 (422, "a field breaks the schema (each problem names its field)"),
-                                 (503, "no champion to serve"))}
+    errors = {
+        str(code): {"description": text, "content": {"application/json": {"schema": error}}}
+        for code, text in (
+            (400, "body is not JSON"),
+            (413, "batch larger than the maximum"),
+            (415, "Content-Type is not application/json"),
+            (422, "a field breaks the schema (each problem names its field)"),
+            (503, "no champion to serve"),
+        )
+    }
     version = {"type": "string", "nullable": True}
     return {
         "openapi": "3.0.3",
-        "info": {"title": "churn-kedro inference API", "version": card["version"] if card else "none",
-                 "description": "Churn probability of policyholders from the serving champion."},
-        "paths": {
-            "/predict": {"post": {
-                "summary": "Churn probability and label for a batch of customers",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["instances"], "properties": {"instances": {
-                        "type": "array", "minItems": 1, "maxItems": max_batch,
-                        "items": {"$ref": "#/components/schemas/Instance"}}}}}}},
-                "responses": {"200": {"description": "predictions", "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Predictions"}}}}, **errors},
-            }},
-            "/health": {"get": {"summary": "Liveness and the serving version", "responses": {
-                "200": {"description": "a champion is loaded"}, "503": errors["503"]}}},
-            "/model": {"get": {"summary": "The champion's model card", "responses": {
-                "200": {"description": "the card"}, "503": errors["503"]}}},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
+        "info": {
+            "title": "churn-kedro inference API",
+            "version": card["version"] if card else "none",
+            "description": "Churn probability of policyholders from the serving champion.",
         },
-        "components": {"schemas": {
-            "Instance": _instance_schema(card),
-            "Predictions": {"type": "object", "properties": {
-                "model_version": {"type": "string"}, "threshold": {"type": "number"},
-                "predictions": {"type": "array", "items": {"type": "object", "properties": {
-                    "customer_id": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
-                    "churn_probability": {"type": "number"}, "churn": {"type": "boolean"}}}}}},
-            "Error": {"type": "object", "properties": {
-                "model_version": version,
-                "error": {"type": "object", "properties": {
-                    "status": {"type": "integer"}, "message": {"type": "string"},
-                    "problems": {"type": "array", "items": {"type": "object", "properties": {
-                        "field": {"type": "string"}, "problem": {"type": "string"}}}}}}}},
-        }},
+        "paths": {
+            "/predict": {
+                "post": {
+                    "summary": "Churn probability and label for a batch of customers",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["instances"],
+                                    "properties": {
+                                        "instances": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": max_batch,
+                                            "items": {"$ref": "#/components/schemas/Instance"},
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "predictions",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Predictions"}
+                                }
+                            },
+                        },
+                        **errors,
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness and the serving version",
+                    "responses": {
+                        "200": {"description": "a champion is loaded"},
+                        "503": errors["503"],
+                    },
+                }
+            },
+            "/model": {
+                "get": {
+                    "summary": "The champion's model card",
+                    "responses": {"200": {"description": "the card"}, "503": errors["503"]},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI"}},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Instance": _instance_schema(card),
+                "Predictions": {
+                    "type": "object",
+                    "properties": {
+                        "model_version": {"type": "string"},
+                        "threshold": {"type": "number"},
+                        "predictions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "customer_id": {
+                                        "oneOf": [{"type": "integer"}, {"type": "string"}]
+                                    },
+                                    "churn_probability": {"type": "number"},
+                                    "churn": {"type": "boolean"},
+                                },
+                            },
+                        },
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "model_version": version,
+                        "error": {
+                            "type": "object",
+                            "properties": {
+                                "status": {"type": "integer"},
+                                "message": {"type": "string"},
+                                "problems": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "field": {"type": "string"},
+                                            "problem": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            }
+        },
     }

@@ -29,7 +29,11 @@ def load_version(registry: ModelRegistry, version: str) -> dict[str, Any]:
     card = registry.card(version)
     path = registry.version_path(version, SERVING_FILE)
     try:
-        return {"version": version, "model": ServingModel.from_bytes(registry.fs.cat_file(path)), "card": card}
+        return {
+            "version": version,
+            "model": ServingModel.from_bytes(registry.fs.cat_file(path)),
+            "card": card,
+        }
     except FileNotFoundError:
         problem = f"it has no {SERVING_FILE}"
     except ValueError as exc:  # written by an older version of this code
@@ -39,8 +43,13 @@ def load_version(registry: ModelRegistry, version: str) -> dict[str, Any]:
 
 
 class ChampionSource:
-    def __init__(self, location: str, refresh_seconds: float = 60.0,
-                 storage_options: dict[str, Any] | None = None, clock=time.monotonic):
+    def __init__(
+        self,
+        location: str,
+        refresh_seconds: float = 60.0,
+        storage_options: dict[str, Any] | None = None,
+        clock=time.monotonic,
+    ):
         self.location = location
         self.refresh_seconds = float(refresh_seconds)
         self._storage_options = storage_options

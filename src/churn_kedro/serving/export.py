@@ -42,7 +42,9 @@ def save_serving_form(registry: Any, version: str, model: Any, card: dict[str, A
     try:
         serving = export_serving_form(model, card)
     except (UnsupportedModel, ValueError, KeyError, AttributeError) as exc:
-        logger.warning("version %s: no serving form (%s); serving will unpickle the Pipeline", version, exc)
+        logger.warning(
+            "version %s: no serving form (%s); serving will unpickle the Pipeline", version, exc
+        )
         return False
     registry.fs.pipe_file(registry.version_path(version, SERVING_FILE), serving.to_bytes())
     return True
@@ -72,14 +74,18 @@ def export_serving_form(model: Any, card: dict[str, Any], check: bool = True) ->
     return serving
 
 
-def check_serving_form(model: Any, serving: ServingModel, card: dict[str, Any], rows: int = 2000) -> float:
+def check_serving_form(
+    model: Any, serving: ServingModel, card: dict[str, Any], rows: int = 2000
+) -> float:
     """Largest |Pipeline - serving form| probability on probe rows; raises above 1e-9."""
     probe = probe_rows(card, rows)
     expected = _pipeline_probability(model, card, probe)
     got = serving.probability(probe)
     worst = float(np.max(np.abs(expected - got)))
     if not worst <= TOLERANCE:
-        raise ValueError(f"serving form of {card.get('version')} differs from its Pipeline by {worst:.3g}")
+        raise ValueError(
+            f"serving form of {card.get('version')} differs from its Pipeline by {worst:.3g}"
+        )
     return worst
 
 
@@ -103,10 +109,15 @@ def probe_rows(card: dict[str, Any], rows: int, seed: int = 0) -> dict[str, list
 
 
 def _columns(preprocess, expected: tuple[str, ...]) -> dict[str, tuple[Any, list[str]]]:
-    transformers = {name: (trans, list(cols)) for name, trans, cols in preprocess.transformers_
-                    if name != "remainder"}
+    transformers = {
+        name: (trans, list(cols))
+        for name, trans, cols in preprocess.transformers_
+        if name != "remainder"
+    }
     if tuple(transformers) != expected:
-        raise UnsupportedModel(f"preprocess has transformers {list(transformers)}, expected {list(expected)}")
+        raise UnsupportedModel(
+            f"preprocess has transformers {list(transformers)}, expected {list(expected)}"
+        )
     return transformers
 
 
@@ -119,12 +130,18 @@ def _preprocess_arrays(preprocess, scaled: bool) -> tuple[dict, dict]:
     if len(arrays["fill"]) != len(numeric) or np.isnan(arrays["fill"]).any():
         raise UnsupportedModel("a numeric column had no value at all in training")
     indicator = getattr(imputer, "indicator_", None)
-    arrays["indicator"] = np.asarray(indicator.features_ if indicator is not None else [], dtype=np.int64)
+    arrays["indicator"] = np.asarray(
+        indicator.features_ if indicator is not None else [], dtype=np.int64
+    )
     if scaled:
         scaler = numeric_pipe.steps[1][1]
         width = len(numeric) + len(arrays["indicator"])
-        arrays["mean"] = np.asarray(scaler.mean_ if scaler.with_mean else np.zeros(width), dtype="float64")
-        arrays["scale"] = np.asarray(scaler.scale_ if scaler.with_std else np.ones(width), dtype="float64")
+        arrays["mean"] = np.asarray(
+            scaler.mean_ if scaler.with_mean else np.zeros(width), dtype="float64"
+        )
+        arrays["scale"] = np.asarray(
+            scaler.scale_ if scaler.with_std else np.ones(width), dtype="float64"
+        )
     encoder = categorical_pipe.steps[-1][1]
     if encoder.drop is not None or getattr(encoder, "infrequent_categories_", None):
         raise UnsupportedModel("one-hot encoder drops or groups categories")
@@ -158,8 +175,11 @@ def _forest(preprocess, estimator) -> ServingModel:
     split_feature = np.concatenate([t.feature[t.children_left != -1] for t in trees])
     split_threshold = np.concatenate([t.threshold[t.children_left != -1] for t in trees])
     borders = [np.unique(split_threshold[split_feature == f]) for f in range(width)]
-    if max(map(len, borders), default=0) >= FOREST_LEAF_CODE or width >= 1 << (63 - FOREST_FEATURE_SHIFT) \
-            or sum(t.node_count for t in trees) >= 1 << 32:
+    if (
+        max(map(len, borders), default=0) >= FOREST_LEAF_CODE
+        or width >= 1 << (63 - FOREST_FEATURE_SHIFT)
+        or sum(t.node_count for t in trees) >= 1 << 32
+    ):
         raise UnsupportedModel("forest too large for the packed serving form")
     nodes, values, roots = [], [], []
     offset, depth = 0, 0
@@ -168,7 +188,10 @@ def _forest(preprocess, estimator) -> ServingModel:
         renumbered = np.empty(tree.node_count, dtype=np.int64)
         renumbered[order] = np.arange(tree.node_count)
         leaf = tree.children_left[order] == -1
-        left = np.where(leaf, np.arange(tree.node_count), renumbered[tree.children_left[order]]) + offset
+        left = (
+            np.where(leaf, np.arange(tree.node_count), renumbered[tree.children_left[order]])
+            + offset
+        )
         feature = np.where(leaf, 0, tree.feature[order]).astype(np.int64)
         threshold = tree.threshold[order]
         code = np.full(tree.node_count, FOREST_LEAF_CODE, dtype=np.int64)
@@ -182,7 +205,9 @@ def _forest(preprocess, estimator) -> ServingModel:
         offset += tree.node_count
         depth = max(depth, tree.max_depth)
     arrays.update(
-        nodes=np.concatenate(nodes), value=np.concatenate(values), roots=np.asarray(roots, dtype=np.int64),
+        nodes=np.concatenate(nodes),
+        value=np.concatenate(values),
+        roots=np.asarray(roots, dtype=np.int64),
         borders=np.concatenate(borders),
         border_offsets=np.cumsum([0, *map(len, borders)]).astype(np.int64),
         max_depth=np.asarray([depth], dtype=np.int64),
@@ -227,16 +252,28 @@ def _oblivious(preprocess, estimator, card: dict[str, Any]) -> ServingModel:
     if sorted(float_info) != list(range(len(numeric))):
         raise UnsupportedModel("CatBoost float features are not the numeric columns in order")
     floats_by_index = sorted(info.get("float_features", []), key=lambda f: f["feature_index"])
-    nan_true = np.array([float_info[i].get("nan_value_treatment") == "AsTrue" for i in range(len(numeric))])
+    nan_true = np.array(
+        [float_info[i].get("nan_value_treatment") == "AsTrue" for i in range(len(numeric))]
+    )
     # split_index numbers the binary features: float borders, one-hot values, then CTR borders.
-    binary: list[tuple] = [("float", f["feature_index"], b) for f in floats_by_index for b in f["borders"]]
+    binary: list[tuple] = [
+        ("float", f["feature_index"], b) for f in floats_by_index for b in f["borders"]
+    ]
     for one_hot in info.get("one_hot_features", []) or []:
         binary += [("onehot", one_hot["cat_feature_index"], v) for v in one_hot["values"]]
     for ctr in info.get("ctrs", []) or []:
-        conditions = [(e["float_feature_index"], e["border"]) for e in ctr["elements"]
-                      if e["combination_element"] == "float_feature"]
-        if any(e["combination_element"] not in ("cat_feature_value", "float_feature") for e in ctr["elements"]):
-            raise UnsupportedModel("a CTR combines elements other than categories and float borders")
+        conditions = [
+            (e["float_feature_index"], e["border"])
+            for e in ctr["elements"]
+            if e["combination_element"] == "float_feature"
+        ]
+        if any(
+            e["combination_element"] not in ("cat_feature_value", "float_feature")
+            for e in ctr["elements"]
+        ):
+            raise UnsupportedModel(
+                "a CTR combines elements other than categories and float borders"
+            )
         binary += [("ctr", tuple(conditions), b) for b in ctr["borders"]]
 
     unique: dict[int, int] = {}  # split_index -> position in the unique split arrays
@@ -255,8 +292,10 @@ def _oblivious(preprocess, estimator, card: dict[str, Any]) -> ServingModel:
         leaf_values += tree["leaf_values"]
         for d, split in enumerate(splits):
             index = split["split_index"]
-            if binary[index][0] == "float" and (binary[index][1] != split["float_feature_index"]
-                                                or binary[index][2] != split["border"]):
+            if binary[index][0] == "float" and (
+                binary[index][1] != split["float_feature_index"]
+                or binary[index][2] != split["border"]
+            ):
                 raise UnsupportedModel(f"split_index {index} does not match the float borders")
             unique.setdefault(index, len(unique))
             first_seen.setdefault(index, (t, d))
@@ -271,15 +310,20 @@ def _oblivious(preprocess, estimator, card: dict[str, Any]) -> ServingModel:
         raise UnsupportedModel("trees deeper than 16 or CTRs of more than 16 float borders")
     sizes = [len(c) + 1 for c in categories]
     joint_count = int(np.prod(sizes)) if categories else 1
-    if joint_count * 2 ** width > MAX_JOINT_CATEGORIES:
-        raise UnsupportedModel(f"{joint_count} category combinations x {2 ** width} are too many to tabulate")
+    if joint_count * 2**width > MAX_JOINT_CATEGORIES:
+        raise UnsupportedModel(
+            f"{joint_count} category combinations x {2**width} are too many to tabulate"
+        )
     cond_feature = np.zeros((len(cat_splits), width), dtype=np.int64)
     cond_border = np.zeros((len(cat_splits), width))
     cond_used = np.zeros((len(cat_splits), width), dtype=bool)
-    table = np.zeros((len(cat_splits), joint_count, 2 ** width), dtype=np.uint8)
+    table = np.zeros((len(cat_splits), joint_count, 2**width), dtype=np.uint8)
     if cat_splits:
         combos = list(itertools.product(*[range(s) for s in sizes]))  # joint code order
-        cats = {name: [(categories[i] + [UNSEEN_PROBE])[c[i]] for c in combos] for i, name in enumerate(categorical)}
+        cats = {
+            name: [(categories[i] + [UNSEEN_PROBE])[c[i]] for c in combos]
+            for i, name in enumerate(categorical)
+        }
         frames, where = [], []
         for j, index in enumerate(cat_splits):
             conditions = binary[index][1] if binary[index][0] == "ctr" else ()
@@ -289,13 +333,17 @@ def _oblivious(preprocess, estimator, card: dict[str, Any]) -> ServingModel:
                 values = _float_values(conditions, bits, len(numeric))
                 if values is None:
                     continue  # no number satisfies these bits together
-                frames.append(pd.DataFrame({**{n: np.full(joint_count, v) for n, v in zip(numeric, values)}, **cats}))
+                frames.append(
+                    pd.DataFrame(
+                        {**{n: np.full(joint_count, v) for n, v in zip(numeric, values)}, **cats}
+                    )
+                )
                 where.append((j, bits))
         probe = pd.concat(frames, ignore_index=True)
         leaves = np.asarray(estimator.calc_leaf_indexes(Pool(probe, cat_features=categorical)))
         for block, (j, bits) in enumerate(where):
             t, d = first_seen[cat_splits[j]]
-            rows = leaves[block * joint_count:(block + 1) * joint_count, t]
+            rows = leaves[block * joint_count : (block + 1) * joint_count, t]
             table[j, :, bits] = (rows >> d) & 1
     split_feature = np.zeros(len(order), dtype=np.int64)
     split_border = np.zeros(len(order))
@@ -306,21 +354,34 @@ def _oblivious(preprocess, estimator, card: dict[str, Any]) -> ServingModel:
             split_feature[u] = cat_splits.index(index)
 
     depth = max(depths) + 1 if depths else 0
-    tree_splits = np.full((len(tree_start), depth), len(order), dtype=np.int64)  # len(order): the 0 column
+    tree_splits = np.full(
+        (len(tree_start), depth), len(order), dtype=np.int64
+    )  # len(order): the 0 column
     for tree, (start, end) in enumerate(zip(tree_start, [*tree_start[1:], len(occurrence)])):
         tree_splits[tree, : end - start] = occurrence[start:end]
     scale, biases = doc.get("scale_and_bias", [1.0, [0.0]])
     arrays = {
         "tree_splits": tree_splits,
-        "split_kind": kinds, "split_feature": split_feature, "border": split_border,
+        "split_kind": kinds,
+        "split_feature": split_feature,
+        "border": split_border,
         "leaf_values": np.asarray(leaf_values, dtype="float64"),
-        "leaf_start": np.asarray(leaf_start, dtype=np.int64), "nan_true": nan_true,
-        "cond_feature": cond_feature, "cond_border": cond_border, "cond_used": cond_used, "cat_table": table,
+        "leaf_start": np.asarray(leaf_start, dtype=np.int64),
+        "nan_true": nan_true,
+        "cond_feature": cond_feature,
+        "cond_border": cond_border,
+        "cond_used": cond_used,
+        "cat_table": table,
         "scale": np.asarray([scale], dtype="float64"),
         "bias": np.asarray([biases[0] + scale * bias_extra], dtype="float64"),
     }
-    meta = {"format": FORMAT, "kind": "catboost", "numeric": numeric, "categorical": categorical,
-            "categories": categories}
+    meta = {
+        "format": FORMAT,
+        "kind": "catboost",
+        "numeric": numeric,
+        "categorical": categorical,
+        "categories": categories,
+    }
     return ServingModel(meta, arrays)
 
 

@@ -29,7 +29,9 @@ def _request(event: dict[str, Any]) -> tuple[str, str, dict[str, str], bytes]:
     return method, path, dict(event.get("headers") or {}), data
 
 
-def handler(event: dict[str, Any], context: Any = None, app: Application | None = None) -> dict[str, Any]:
+def handler(
+    event: dict[str, Any], context: Any = None, app: Application | None = None
+) -> dict[str, Any]:
     app = app or APP
     method, path, headers, body = _request(event)
     response = app.handle(method, path, headers, body)

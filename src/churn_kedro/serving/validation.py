@@ -39,10 +39,12 @@ def _number_problem(value: Any, rule: dict[str, Any]) -> str | None:
         return f"{value} is not a finite number"
     if rule.get("integer") and value % 1 != 0:
         return f"{value:g} is not a whole number"
-    for key, bad, words in (("min", lambda b: value < b, "below the minimum"),
-                            ("max", lambda b: value > b, "above the maximum"),
-                            ("gt", lambda b: value <= b, "not greater than"),
-                            ("lt", lambda b: value >= b, "not less than")):
+    for key, bad, words in (
+        ("min", lambda b: value < b, "below the minimum"),
+        ("max", lambda b: value > b, "above the maximum"),
+        ("gt", lambda b: value <= b, "not greater than"),
+        ("lt", lambda b: value >= b, "not less than"),
+    ):
         if rule.get(key) is not None and bad(rule[key]):
             return f"{value:g} is {words} {rule[key]:g}"
     return None
@@ -63,22 +65,32 @@ def _describe(value: Any) -> str:
     if isinstance(value, NonFinite):
         return value.token
     kind = {bool: "boolean", str: "string", list: "array", dict: "object", type(None): "null"}.get(
-        type(value), type(value).__name__)
+        type(value), type(value).__name__
+    )
     text = repr(value) if not isinstance(value, (list, dict)) else ""
     return f"{kind} {text}".strip()[:80]
 
 
-def check_instances(body: Any, card: dict[str, Any], max_batch: int) -> tuple[list[Any], dict[str, list]]:
+def check_instances(
+    body: Any, card: dict[str, Any], max_batch: int
+) -> tuple[list[Any], dict[str, list]]:
     """(customer ids, {feature: column of values}) of a valid /predict body, else RequestError."""
     if not isinstance(body, dict):
-        raise RequestError(422, f'the body must be a JSON object {{"instances": [...]}}, got {_describe(body)}')
+        raise RequestError(
+            422, f'the body must be a JSON object {{"instances": [...]}}, got {_describe(body)}'
+        )
     unknown_keys = sorted(set(body) - {"instances"})
     if unknown_keys:
-        raise RequestError(422, f"unknown top-level field(s) {', '.join(unknown_keys)}; expected only 'instances'")
+        raise RequestError(
+            422, f"unknown top-level field(s) {', '.join(unknown_keys)}; expected only 'instances'"
+        )
     instances = body.get("instances")
     if not isinstance(instances, list):
-        raise RequestError(422, "instances: missing or not an array of objects",
-                           [{"field": "instances", "problem": "missing or not an array of objects"}])
+        raise RequestError(
+            422,
+            "instances: missing or not an array of objects",
+            [{"field": "instances", "problem": "missing or not an array of objects"}],
+        )
     if not instances:
         empty = f"empty batch; send 1 to {max_batch} objects"
         raise RequestError(422, f"instances: {empty}", [{"field": "instances", "problem": empty}])
@@ -92,14 +104,18 @@ def check_instances(body: Any, card: dict[str, Any], max_batch: int) -> tuple[li
     id_column = schema["id_column"]
     numeric, categorical = schema["numeric_features"], schema["categorical_features"]
     known = {id_column, *numeric, *categorical}
-    rules = [*((name, rule, _number_problem) for name, rule in numeric.items()),
-             *((name, rule, _category_problem) for name, rule in categorical.items())]
+    rules = [
+        *((name, rule, _number_problem) for name, rule in numeric.items()),
+        *((name, rule, _category_problem) for name, rule in categorical.items()),
+    ]
     problems: list[dict[str, str]] = []
     ids: list[Any] = []
     columns: dict[str, list] = {name: [] for name in card["features"]}
 
     def problem(i: int, name: str, text: str) -> None:
-        problems.append({"field": f"instances[{i}].{name}" if name else f"instances[{i}]", "problem": text})
+        problems.append(
+            {"field": f"instances[{i}].{name}" if name else f"instances[{i}]", "problem": text}
+        )
 
     for i, row in enumerate(instances):
         if not isinstance(row, dict):
@@ -109,7 +125,11 @@ def check_instances(body: Any, card: dict[str, Any], max_batch: int) -> tuple[li
         if id_column not in row or customer is None:
             problem(i, id_column, "missing")
         elif isinstance(customer, bool) or not isinstance(customer, (int, str)) or customer == "":
-            problem(i, id_column, f"expected an integer or a non-empty string, got {_describe(customer)}")
+            problem(
+                i,
+                id_column,
+                f"expected an integer or a non-empty string, got {_describe(customer)}",
+            )
         ids.append(customer)
         for name, rule, check in rules:
             if name not in row:
@@ -127,14 +147,18 @@ def check_instances(body: Any, card: dict[str, Any], max_batch: int) -> tuple[li
     if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        raise RequestError(422, f"{first['field']}: {first['problem']}{more}", problems[:MAX_PROBLEMS])
+        raise RequestError(
+            422, f"{first['field']}: {first['problem']}{more}", problems[:MAX_PROBLEMS]
+        )
     return ids, columns
 
 
 _NUMBER_TYPES = (int, float)
 
 
-def _fast_columns(instances: list[Any], card: dict[str, Any]) -> tuple[list[Any], dict[str, list]] | None:
+def _fast_columns(
+    instances: list[Any], card: dict[str, Any]
+) -> tuple[list[Any], dict[str, list]] | None:
     """The common case, checked a column at a time (numpy for the rules); None as soon
     as anything looks wrong: the row-by-row pass then names every problem."""
     import numpy as np
@@ -158,7 +182,12 @@ def _fast_columns(instances: list[Any], card: dict[str, Any]) -> tuple[list[Any]
         present = x[~np.isnan(x)]
         if not np.isfinite(present).all() or (rule.get("integer") and (present % 1 != 0).any()):
             return None
-        for key, bad in (("min", np.less), ("max", np.greater), ("gt", np.less_equal), ("lt", np.greater_equal)):
+        for key, bad in (
+            ("min", np.less),
+            ("max", np.greater),
+            ("gt", np.less_equal),
+            ("lt", np.greater_equal),
+        ):
             if rule.get(key) is not None and bad(present, rule[key]).any():
                 return None
         columns[name] = x
@@ -166,8 +195,10 @@ def _fast_columns(instances: list[Any], card: dict[str, Any]) -> tuple[list[Any]
         values = [row[name] for row in instances]
         allowed = set(rule["values"]) if rule.get("values") is not None else None
         nullable = rule.get("nullable", True)
-        if not all((v is None and nullable) or (type(v) is str and (allowed is None or v in allowed))
-                   for v in values):
+        if not all(
+            (v is None and nullable) or (type(v) is str and (allowed is None or v in allowed))
+            for v in values
+        ):
             return None
         columns[name] = values
     return ids, {name: columns[name] for name in card["features"]}

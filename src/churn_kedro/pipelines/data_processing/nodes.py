@@ -10,7 +10,13 @@ from typing import Any
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from churn_kedro.schema import Schema, SnapshotError, describe_read_error, fingerprint, validate_frame
+from churn_kedro.schema import (
+    Schema,
+    SnapshotError,
+    describe_read_error,
+    fingerprint,
+    validate_frame,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +35,8 @@ def select_latest_snapshot(
     }
     if not named:
         raise SnapshotError(
-            "raw snapshots", f"no file name matches {snapshot_pattern!r} among {sorted(raw_snapshots)[:5]}"
+            "raw snapshots",
+            f"no file name matches {snapshot_pattern!r} among {sorted(raw_snapshots)[:5]}",
         )
     timestamp = max(named)
     name = named[timestamp]
@@ -60,14 +67,20 @@ def validate_snapshot(
     if len(result.rejected):
         logger.warning(
             "%s: %d of %d rows rejected, by field: %s",
-            source, len(result.rejected), len(raw), summary["rejected_by_field"],
+            source,
+            len(result.rejected),
+            len(raw),
+            summary["rejected_by_field"],
         )
     quarantine = result.rejected.assign(source_file=source)
     return result.valid, quarantine, summary
 
 
 def split_train_holdout(
-    rows: pd.DataFrame, snapshot: dict[str, Any], schema_params: dict[str, Any], params: dict[str, Any]
+    rows: pd.DataFrame,
+    snapshot: dict[str, Any],
+    schema_params: dict[str, Any],
+    params: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
     """Stratified train/holdout split; also the processed snapshot (both splits, a `split`
     column, named after the raw snapshot) that the ingest_processed job loads."""
@@ -83,6 +96,9 @@ def split_train_holdout(
     processed = pd.concat([train.assign(**{SPLIT: "train"}), holdout.assign(**{SPLIT: "holdout"})])
     logger.info(
         "Split %s: %d train / %d holdout rows, fingerprint %s",
-        snapshot["source_file"], len(train), len(holdout), fingerprint(processed),
+        snapshot["source_file"],
+        len(train),
+        len(holdout),
+        fingerprint(processed),
     )
     return train, holdout, {snapshot["source_file"]: processed}

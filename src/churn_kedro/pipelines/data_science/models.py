@@ -61,7 +61,9 @@ def logistic_regression(
             ("preprocess", _preprocess(numeric, categorical, scale=True)),
             (
                 "model",
-                LogisticRegression(max_iter=2000, class_weight=class_weight, random_state=seed, **params),
+                LogisticRegression(
+                    max_iter=2000, class_weight=class_weight, random_state=seed, **params
+                ),
             ),
         ]
     )

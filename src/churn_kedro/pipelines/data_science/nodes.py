@@ -51,9 +51,7 @@ def tune_model_family(
     schema = Schema.from_params(schema_params)
     X, y = train[schema.features], train[schema.target].to_numpy()
     seed, class_weight = settings["random_state"], settings["class_weight"]
-    folds = list(
-        StratifiedKFold(settings["cv_folds"], shuffle=True, random_state=seed).split(X, y)
-    )
+    folds = list(StratifiedKFold(settings["cv_folds"], shuffle=True, random_state=seed).split(X, y))
     build = FAMILIES[family]
     best: dict[str, Any] = {"score": -np.inf}
 
@@ -65,7 +63,9 @@ def tune_model_family(
         oof = np.zeros(len(y))
         scores = []
         for step, (fit_rows, eval_rows) in enumerate(folds):
-            model = build(schema.numeric_features, schema.categorical_features, params, seed, class_weight)
+            model = build(
+                schema.numeric_features, schema.categorical_features, params, seed, class_weight
+            )
             model.fit(X.iloc[fit_rows], y[fit_rows])
             oof[eval_rows] = model.predict_proba(X.iloc[eval_rows])[:, 1]
             scores.append(roc_auc_score(y[eval_rows], oof[eval_rows]))
@@ -84,15 +84,23 @@ def tune_model_family(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
     study.optimize(
-        objective, n_trials=family_params.get("n_trials"), timeout=family_params.get("timeout_seconds")
+        objective,
+        n_trials=family_params.get("n_trials"),
+        timeout=family_params.get("timeout_seconds"),
     )
     if "params" not in best:
         raise RuntimeError(f"{family}: no trial completed within its budget; raise timeout_seconds")
-    model = build(schema.numeric_features, schema.categorical_features, best["params"], seed, class_weight)
+    model = build(
+        schema.numeric_features, schema.categorical_features, best["params"], seed, class_weight
+    )
     model.fit(X, y)
     logger.info(
         "%s: CV ROC-AUC %.4f ± %.4f after %d trials, params %s",
-        family, best["score"], best["std"], len(study.trials), best["params"],
+        family,
+        best["score"],
+        best["std"],
+        len(study.trials),
+        best["params"],
     )
     return {
         "family": family,
@@ -135,7 +143,10 @@ def select_challenger(
     threshold = choose_threshold(y, best["oof_probability"], settings["threshold"])
     logger.info(
         "Challenger: %s (CV ROC-AUC %.4f), threshold %.3f by %s",
-        best["family"], best["cv_roc_auc"], threshold, settings["threshold"]["policy"],
+        best["family"],
+        best["cv_roc_auc"],
+        threshold,
+        settings["threshold"]["policy"],
     )
     challenger = {k: v for k, v in best.items() if k != "oof_probability"}
     challenger.update(threshold=threshold, threshold_policy=settings["threshold"]["policy"])

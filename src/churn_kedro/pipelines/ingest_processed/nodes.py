@@ -11,5 +11,6 @@ from churn_kedro.schema import Schema
 def ingest_processed_objects(objects, database, schema_params, params, force) -> dict[str, Any]:
     """Processed snapshots -> policies_processed (target 0/1, plus the split column)."""
     schema = Schema.from_params(schema_params)
-    return ingest_objects(objects, database, schema, processed_schema(schema), "policies_processed",
-                          params, force)
+    return ingest_objects(
+        objects, database, schema, processed_schema(schema), "policies_processed", params, force
+    )

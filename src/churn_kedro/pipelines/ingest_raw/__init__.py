@@ -1,4 +1,4 @@
-"""ingest_raw: raw snapshots -> policies_raw, exactly once per object (DESIGN §4-5)."""
+"""ingest_raw: raw snapshots -> policies_raw, exactly once per object (see docs/architecture.md: storage, pipelines)."""
 
 from .pipeline import create_pipeline
 

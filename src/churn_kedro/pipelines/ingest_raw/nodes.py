@@ -21,7 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churn_kedro.database import SPLIT_COLUMN
-from churn_kedro.datasets.ingestion_database_dataset import AlreadyIngested, Chunk, IngestionDatabase
+from churn_kedro.datasets.ingestion_database_dataset import (
+    AlreadyIngested,
+    Chunk,
+    IngestionDatabase,
+)
 from churn_kedro.datasets.snapshot_objects_dataset import SnapshotObject
 from churn_kedro.schema import (
     ROW_NUMBER,
@@ -66,8 +70,9 @@ def _row_hashes(raw: pd.DataFrame) -> np.ndarray:
     missing cell as NUL (so it differs from an empty one). Two rows could only be taken
     for each other through cells holding those control characters, or a 64-bit clash."""
     columns = [pa.array(raw[c], type=pa.large_string(), from_pandas=True) for c in raw.columns]
-    joined = pc.binary_join_element_wise(*columns, _CELL_SEPARATOR, null_handling="replace",
-                                         null_replacement="\x00")
+    joined = pc.binary_join_element_wise(
+        *columns, _CELL_SEPARATOR, null_handling="replace", null_replacement="\x00"
+    )
     return _hashes(joined.to_pylist())
 
 
@@ -124,13 +129,22 @@ class DuplicateTracker:
         seen_before = distinct & _lookup(self.id_keys, id_hashes)[0]
         positions = distinct.nonzero()[0]
         seen_here = np.zeros(len(raw), dtype=bool)
-        seen_here[positions[pd.Series(id_hashes[positions]).duplicated(keep=False).to_numpy()]] = True
+        seen_here[positions[pd.Series(id_hashes[positions]).duplicated(keep=False).to_numpy()]] = (
+            True
+        )
         conflict = seen_before | seen_here
         if conflict.any():
-            message = f"{self.id_column}: '" + ids[conflict] + "' appears on several rows with different values"
+            message = (
+                f"{self.id_column}: '"
+                + ids[conflict]
+                + "' appears on several rows with different values"
+            )
             reasons[conflict] = message
-            self.retract = {value: reason for value, reason in zip(ids[seen_before], message[seen_before[conflict]])
-                            if value not in self.conflicting}
+            self.retract = {
+                value: reason
+                for value, reason in zip(ids[seen_before], message[seen_before[conflict]])
+                if value not in self.conflicting
+            }
             self.conflicting.update(ids[conflict])
         else:
             self.retract = {}
@@ -138,7 +152,10 @@ class DuplicateTracker:
         fresh = ~earlier & ~repeated_here
         keys = np.concatenate([self.row_keys, row_hashes[fresh]])
         order = np.argsort(keys, kind="stable")
-        self.row_keys, self.row_numbers = keys[order], np.concatenate([self.row_numbers, numbers[fresh]])[order]
+        self.row_keys, self.row_numbers = (
+            keys[order],
+            np.concatenate([self.row_numbers, numbers[fresh]])[order],
+        )
         self.id_keys = np.sort(np.concatenate([self.id_keys, id_hashes[has_id]]))
         return reasons.dropna()
 
@@ -167,9 +184,13 @@ def validated_chunks(
             raise SnapshotError(obj.uri, describe_read_error(exc) + row) from exc
         first = counts["rows_read"] + 1
         counts["rows_read"] += len(raw)
-        result = validate_frame(raw, schema, obj.uri, labelled=True, first_row_number=first, duplicates=tracker)
+        result = validate_frame(
+            raw, schema, obj.uri, labelled=True, first_row_number=first, duplicates=tracker
+        )
         rows = np.arange(first, first + len(raw), dtype="int64")
-        valid = result.valid.assign(**{ROW_NUMBER: rows[~np.isin(rows, result.rejected[ROW_NUMBER])]})
+        valid = result.valid.assign(
+            **{ROW_NUMBER: rows[~np.isin(rows, result.rejected[ROW_NUMBER])]}
+        )
         yield Chunk(valid=valid, rejected=result.rejected, retract=tracker.retract)
     if counts["rows_read"] == 0:
         raise SnapshotError(obj.uri, "has a header but no data rows")
@@ -204,13 +225,26 @@ def ingest_objects(
     only = params.get("only")
     if only:
         wanted = {only} if isinstance(only, str) else set(only)
-        objects = {k: o for k, o in objects.items() if k in wanted or any(o.uri.endswith("/" + w) for w in wanted)}
-        missing = [w for w in wanted if not any(k == w or o.uri.endswith("/" + w) for k, o in objects.items())]
+        objects = {
+            k: o
+            for k, o in objects.items()
+            if k in wanted or any(o.uri.endswith("/" + w) for w in wanted)
+        }
+        missing = [
+            w
+            for w in wanted
+            if not any(k == w or o.uri.endswith("/" + w) for k, o in objects.items())
+        ]
     else:
         missing = []
-    report: dict[str, Any] = {"table": table, "loaded": [], "skipped": [],
-                              "errors": [{"source_file": w, "error": f"{w}: no such object under the prefix"}
-                                         for w in missing]}
+    report: dict[str, Any] = {
+        "table": table,
+        "loaded": [],
+        "skipped": [],
+        "errors": [
+            {"source_file": w, "error": f"{w}: no such object under the prefix"} for w in missing
+        ],
+    }
     for source_file, obj in objects.items():
         entry = log.get(source_file)
         replace = False
@@ -223,9 +257,11 @@ def ingest_objects(
                 report["skipped"].append(source_file)
                 continue
             if not force:
-                message = (f"{obj.uri}: changed since it was loaded at {entry['finished_at']} "
-                           f"(sha256 {old[:12]}... now {new[:12]}...); not replaced: run again with "
-                           f"--params force=true to replace it")
+                message = (
+                    f"{obj.uri}: changed since it was loaded at {entry['finished_at']} "
+                    f"(sha256 {old[:12]}... now {new[:12]}...); not replaced: run again with "
+                    f"--params force=true to replace it"
+                )
                 logger.error(message)
                 report["errors"].append({"source_file": source_file, "error": message})
                 continue
@@ -234,13 +270,21 @@ def ingest_objects(
         counts = {"rows_read": 0}
 
         def finish(obj=obj, counts=counts) -> dict[str, Any]:
-            return {"checksum": obj.checksum, "size_bytes": obj.size, "object_version": obj.version,
-                    "rows_read": counts["rows_read"]}
+            return {
+                "checksum": obj.checksum,
+                "size_bytes": obj.size,
+                "object_version": obj.version,
+                "rows_read": counts["rows_read"],
+            }
 
         try:
-            result = db.load_object(table, source_file,
-                                    validated_chunks(obj, validation_schema, params["chunk_rows"], counts),
-                                    finish, replace=replace)
+            result = db.load_object(
+                table,
+                source_file,
+                validated_chunks(obj, validation_schema, params["chunk_rows"], counts),
+                finish,
+                replace=replace,
+            )
         except SnapshotError as exc:
             logger.error("%s (nothing of it was written)", exc)
             report["errors"].append({"source_file": source_file, "error": str(exc)})
@@ -249,11 +293,22 @@ def ingest_objects(
             logger.info("%s: already ingested by another run", source_file)
             report["skipped"].append(source_file)
             continue
-        logger.info("%s: %s %d rows into %s, %d quarantined", source_file, result["status"],
-                    result["rows_loaded"], table, result["rows_rejected"])
+        logger.info(
+            "%s: %s %d rows into %s, %d quarantined",
+            source_file,
+            result["status"],
+            result["rows_loaded"],
+            table,
+            result["rows_rejected"],
+        )
         report["loaded"].append(result)
-    logger.info("Ingestion into %s: %d loaded, %d skipped, %d failed", table,
-                len(report["loaded"]), len(report["skipped"]), len(report["errors"]))
+    logger.info(
+        "Ingestion into %s: %d loaded, %d skipped, %d failed",
+        table,
+        len(report["loaded"]),
+        len(report["skipped"]),
+        len(report["errors"]),
+    )
     return report
 
 

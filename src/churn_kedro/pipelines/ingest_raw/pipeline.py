@@ -8,11 +8,21 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 ingest_raw_objects,
-                inputs=["raw_objects", "ingestion_database", "params:schema", "params:ingestion", "params:force"],
+                inputs=[
+                    "raw_objects",
+                    "ingestion_database",
+                    "params:schema",
+                    "params:ingestion",
+                    "params:force",
+                ],
                 outputs="raw_ingestion_report",
                 name="ingest_raw_objects",
             ),
-            Node(raise_on_ingestion_errors, inputs="raw_ingestion_report", outputs=None,
-                 name="check_raw_ingestion"),
+            Node(
+                raise_on_ingestion_errors,
+                inputs="raw_ingestion_report",
+                outputs=None,
+                name="check_raw_ingestion",
+            ),
         ]
     )

@@ -30,14 +30,18 @@ def delong(y: np.ndarray, *probabilities: np.ndarray) -> tuple[np.ndarray, np.nd
     return aucs, covariance
 
 
-def auc_interval(y: np.ndarray, probability: np.ndarray, level: float) -> tuple[float, float, float]:
+def auc_interval(
+    y: np.ndarray, probability: np.ndarray, level: float
+) -> tuple[float, float, float]:
     """ROC-AUC with its DeLong confidence interval at ``level``."""
     (auc,), covariance = delong(y, probability)
     half = norm.ppf(0.5 + level / 2) * np.sqrt(max(covariance[0, 0], 0.0))
     return float(auc), float(max(auc - half, 0.0)), float(min(auc + half, 1.0))
 
 
-def paired_auc_test(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> tuple[float, float]:
+def paired_auc_test(
+    y: np.ndarray, challenger: np.ndarray, champion: np.ndarray
+) -> tuple[float, float]:
     """ROC-AUC difference (challenger - champion) and the one-sided p-value that it is > 0."""
     aucs, covariance = delong(y, challenger, champion)
     delta = float(aucs[0] - aucs[1])

@@ -9,7 +9,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 score_holdout,
-                inputs=["model_candidates", "challenger", "champion_model", "holdout_set", "params:schema"],
+                inputs=[
+                    "model_candidates",
+                    "challenger",
+                    "champion_model",
+                    "holdout_set",
+                    "params:schema",
+                ],
                 outputs="holdout_scores",
                 name="score_holdout",
             ),
@@ -38,7 +44,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 plot_evaluation,
                 inputs=["holdout_scores", "promotion_decision", "params:model_promotion"],
-                outputs=["roc_plot", "pr_plot", "calibration_plot", "gains_plot", "evaluation_metrics"],
+                outputs=[
+                    "roc_plot",
+                    "pr_plot",
+                    "calibration_plot",
+                    "gains_plot",
+                    "evaluation_metrics",
+                ],
                 name="plot_evaluation",
             ),
         ]

@@ -15,7 +15,11 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 
 def _curves(scores: dict[str, Any], decision: dict[str, Any]) -> dict[str, np.ndarray]:
-    curves = {f"challenger ({decision['challenger_family']})": scores["candidates"][decision["challenger_family"]]}
+    curves = {
+        f"challenger ({decision['challenger_family']})": scores["candidates"][
+            decision["challenger_family"]
+        ]
+    }
     if "probability" in scores["champion"]:
         curves[f"champion ({scores['champion']['version']})"] = scores["champion"]["probability"]
     return curves
@@ -40,7 +44,9 @@ def plot_evaluation(
         figures["roc"][1].plot(fpr, tpr, label=label)
         precision, recall, _ = precision_recall_curve(y, p)
         figures["pr"][1].plot(recall, precision, label=label)
-        observed, predicted = calibration_curve(y, p, n_bins=params["calibration_bins"], strategy="quantile")
+        observed, predicted = calibration_curve(
+            y, p, n_bins=params["calibration_bins"], strategy="quantile"
+        )
         figures["calibration"][1].plot(predicted, observed, marker="o", label=label)
         share, gain = _gains(y, p)
         gains_ax.plot(share, gain, label=label)
@@ -56,11 +62,18 @@ def plot_evaluation(
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(xlabel="mean predicted probability", ylabel="observed churn rate", title="Calibration")
     gains_ax.plot([0, 1], [0, 1], ":", color="grey")
-    gains_ax.set(xlabel="share of customers contacted (by score)", ylabel="share of churners reached",
-                 title="Cumulative gains")
+    gains_ax.set(
+        xlabel="share of customers contacted (by score)",
+        ylabel="share of churners reached",
+        title="Cumulative gains",
+    )
     lift_ax.axhline(1, linestyle=":", color="grey")
-    lift_ax.set(xlabel="share of customers contacted (by score)", ylabel="lift over random",
-                title="Lift", xlim=(0.01, 1))
+    lift_ax.set(
+        xlabel="share of customers contacted (by score)",
+        ylabel="lift over random",
+        title="Lift",
+        xlim=(0.01, 1),
+    )
     for figure, axes in [*figures.values(), (gains_figure, gains_ax), (gains_figure, lift_ax)]:
         axes.legend(fontsize="small")
         figure.tight_layout()

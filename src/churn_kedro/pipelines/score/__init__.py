@@ -1,4 +1,4 @@
-"""Batch scoring (DESIGN §5): a snapshot without labels -> the champion -> churn_scores."""
+"""Batch scoring (see docs/architecture.md: pipelines): a snapshot without labels -> the champion -> churn_scores."""
 
 from .pipeline import create_pipeline
 
