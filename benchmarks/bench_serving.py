@@ -79,6 +79,7 @@ def sample_frame(schema) -> pd.DataFrame:
 
 
 def build(root: Path, quick: bool):
+    from churn_kedro.export import build_serving_export
     from churn_kedro.pipelines.data_science.models import FAMILIES
     from churn_kedro.registry import ModelRegistry
     from churn_kedro.schema import Schema
@@ -92,19 +93,17 @@ def build(root: Path, quick: bool):
             schema.numeric_features, schema.categorical_features, family_params, 0, "balanced"
         )
         model.fit(data[schema.features], data[schema.target])
-        registry.register(
-            family,
-            model,
-            {
-                "version": family,
-                "family": family,
-                "created_at": "2026-11-01T00:00:00Z",
-                "threshold": 0.5,
-                "features": schema.features,
-                "schema": schema.to_dict(),
-                "params": family_params,
-            },
-        )
+        card = {
+            "version": family,
+            "family": family,
+            "created_at": "2026-11-01T00:00:00Z",
+            "threshold": 0.5,
+            "features": schema.features,
+            "schema": schema.to_dict(),
+            "params": family_params,
+        }
+        export = build_serving_export(model, card)  # as ModelRegistryDataset.save does
+        registry.register(family, model, {**card, "serving": export.card_entry}, export.files)
     return registry, data, schema
 
 

@@ -83,8 +83,11 @@ def build_registry(
     """Register one version per family (named v1-<family>, ...); promote ``promote``."""
     registry = ModelRegistry(str(root), storage_options)
     for i, family in enumerate(families, 1):
-        registry.register(
-            f"v{i}-{family}", fit(family, seed=i), card(f"v{i}-{family}", family, 0.4 + 0.05 * i)
+        register(
+            registry,
+            f"v{i}-{family}",
+            fit(family, seed=i),
+            card(f"v{i}-{family}", family, 0.4 + 0.05 * i),
         )
     if promote:
         registry.promote(promote, "test")
@@ -106,3 +109,51 @@ def instances(rows: int, seed: int = 5) -> list[dict]:
             }
         )
     return out
+
+
+def register(registry: ModelRegistry, version: str, model, card: dict) -> dict:
+    """Register ``model`` with its serving form, as ModelRegistryDataset.save does;
+    returns the card's serving entry."""
+    from churn_kedro.export import build_serving_export
+
+    export = build_serving_export(model, card)
+    registry.register(version, model, {**card, "serving": export.card_entry}, files=export.files)
+    return export.card_entry
+
+
+def forest_format_1(model) -> bytes:
+    """The serving form of a random forest Pipeline as format 1 wrote it (float32
+    thresholds, child pairs), to prove that versions written then stay servable."""
+    from churn_kedro.export import _preprocess_arrays
+    from churn_kedro.inference import ServingModel
+
+    preprocess, estimator = model.named_steps["preprocess"], model.named_steps["model"]
+    meta, arrays = _preprocess_arrays(preprocess, scaled=False)
+    features, thresholds, lefts, rights, values, roots = [], [], [], [], [], []
+    offset, depth = 0, 0
+    for tree in (e.tree_ for e in estimator.estimators_):
+        leaf = tree.children_left == -1
+        own = np.arange(tree.node_count) + offset
+        features.append(np.where(leaf, 0, tree.feature))
+        thresholds.append(np.where(leaf, np.inf, tree.threshold))
+        lefts.append(np.where(leaf, own, tree.children_left + offset))
+        rights.append(np.where(leaf, own, tree.children_right + offset))
+        counts = tree.value[:, 0, :]
+        values.append(counts[:, 1] / counts.sum(axis=1))
+        roots.append(offset)
+        offset += tree.node_count
+        depth = max(depth, tree.max_depth)
+    threshold = np.concatenate(thresholds)
+    threshold32 = threshold.astype(np.float32)
+    above = threshold32.astype(np.float64) > threshold
+    threshold32[above] = np.nextafter(threshold32[above], np.float32(-np.inf))
+    children = np.column_stack([np.concatenate(lefts), np.concatenate(rights)]).ravel()
+    arrays.update(
+        feature=np.concatenate(features).astype(np.int32),
+        threshold32=threshold32,
+        children=children.astype(np.int32),
+        value=np.concatenate(values),
+        roots=np.asarray(roots, dtype=np.int32),
+        max_depth=np.asarray([depth], dtype=np.int64),
+    )
+    return ServingModel({"format": 1, "kind": "random_forest", **meta}, arrays).to_bytes()

@@ -24,6 +24,8 @@ import pytest
 from serving_fixtures import build_registry
 from test_serving import GOOD, http_v2_event, rest_v1_event
 
+from churn_kedro.registry import SERVING_FILE
+
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 REQUIREMENTS = REPO / "docker" / "requirements.txt"
@@ -197,7 +199,11 @@ import json, sys
 import churn_kedro.serving.lambda_handler as module
 handler = module.handler
 out = [handler(event, None) for event in json.load(sys.stdin)]
-heavy = sorted(m for m in ("pandas", "sklearn", "kedro", "catboost", "joblib") if m in sys.modules)
+build_time = ("churn_kedro.export", "churn_kedro.contracts", "churn_kedro.schema", "churn_kedro.pipelines")
+heavy = sorted(
+    m for m in sys.modules
+    if m in ("pandas", "sklearn", "kedro", "catboost", "joblib") or m.startswith(build_time)
+)
 print(json.dumps({"responses": out, "heavy": heavy, "numpy": sys.modules["numpy"].__file__}))
 """
 
@@ -381,3 +387,87 @@ def test_the_image_cmd_answers_through_the_lambda_runtime_interface_client(
         api.shutdown()
     assert not api.errors and len(api.results) == len(events()), (api.errors, output[-3000:])
     check_responses([api.results[n] for n in range(len(events()))], "v1-random_forest")
+
+
+def test_image_answers_503_naming_the_version_when_the_champion_has_no_serving_form(
+    site_packages, task_root, tmp_path
+):
+    registry = build_registry(tmp_path / "registry", ("catboost",), promote="v1-catboost")
+    registry.fs.rm(registry.version_path("v1-catboost", SERVING_FILE))
+    answer = run_handler(
+        task_root, site_packages, registry.url, [rest_v1_event("GET", "/health", None)]
+    )
+    (health,) = answer["responses"]
+    message = json.loads(health["body"])["error"]["message"]
+    assert health["statusCode"] == 503
+    assert f"version v1-catboost has no {SERVING_FILE}" in message, message
+    assert answer["heavy"] == []  # no attempt to unpickle the Pipeline
+
+
+def declined_case(case: str):
+    """A fitted Pipeline and card whose serving form the export must decline."""
+    import numpy as np
+    import pandas as pd
+
+    from churn_kedro.pipelines.data_science.models import FAMILIES
+    from churn_kedro.schema import Schema
+
+    rng = np.random.default_rng(0)
+    rows = 300
+    if case == "categorical without values":
+        params = {"categorical_features": {"policy_type": {}}}
+        family, categories = "catboost", {"policy_type": ["auto", "home", "life"]}
+    elif case == "too many category combinations":
+        values = [f"c{i}" for i in range(40)]
+        params = {"categorical_features": {n: {"values": values} for n in ("a", "b", "c")}}
+        family, categories = "catboost", {n: values for n in ("a", "b", "c")}
+    else:  # a forest too wide for the packed nodes: 2,100 one-hot columns
+        values = [f"c{i}" for i in range(2100)]
+        params = {"categorical_features": {"region": {"values": values}}}
+        family, categories = "random_forest", {"region": values}
+    schema = Schema.from_params(
+        {
+            "id_column": "id",
+            "target": {"column": "y", "positive": 1, "negative": 0},
+            "numeric_features": {"x": {}},
+            **params,
+        }
+    )
+    rows = max(rows, *map(len, categories.values()))
+    frame = pd.DataFrame({"x": rng.normal(size=rows)})
+    for name, values in categories.items():  # every value seen in training
+        frame[name] = rng.permutation(np.resize(np.array(values, dtype=object), rows))
+    y = (frame["x"] + rng.normal(size=rows) > 0).astype(int)
+    fast = {"catboost": {"iterations": 20, "depth": 3}, "random_forest": {"n_estimators": 3}}
+    model = FAMILIES[family](
+        schema.numeric_features, schema.categorical_features, fast[family], 0, None
+    ).fit(frame[schema.features], y)
+    card = {"version": "v-declined", "threshold": 0.5, "features": schema.features}
+    return model, {**card, "schema": schema.to_dict()}
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("categorical without values", "lists no values for categorical policy_type"),
+        ("too many category combinations", "too many to tabulate"),
+        ("forest too wide", "forest too large for the packed serving form"),
+    ],
+)
+def test_a_declined_export_registers_the_version_unpromoted_with_the_reason(tmp_path, case, reason):
+    from churn_kedro.contracts import RegistryEntry
+    from churn_kedro.datasets import ModelRegistryDataset
+
+    model, card = declined_case(case)
+    dataset = ModelRegistryDataset(str(tmp_path / "registry"))
+    row = {"version": "v-declined", "role": "challenger", "decision": "promoted", "reason": "ok"}
+    dataset.save(RegistryEntry("v-declined", model, card, True, "promoted: ok", [row]))
+    registry = dataset.registry
+    assert registry.versions() == ["v-declined"] and registry.champion() is None
+    saved = registry.card("v-declined")
+    assert saved["serving"]["servable"] is False and reason in saved["serving"]["reason"]
+    assert saved["decision"]["promote"] is False
+    assert "no serving form the serving image can load" in saved["decision"]["reason"]
+    (benchmark,) = registry.benchmarks().to_dict("records")
+    assert benchmark["decision"] == "rejected" and reason in benchmark["reason"]
+    assert not registry.fs.exists(registry.version_path("v-declined", SERVING_FILE))

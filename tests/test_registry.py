@@ -5,7 +5,7 @@ import json
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from churn_kedro.registry import ModelRegistry, RegistryError
+from churn_kedro.registry import SERVING_FILE, ModelRegistry, RegistryError
 from churn_kedro.registry_cli import main as registry_cli
 
 
@@ -29,8 +29,23 @@ def card(version):
 def registry(tmp_path):
     reg = ModelRegistry(tmp_path / "registry")
     for version in ("v1", "v2", "v3"):
-        reg.register(version, DummyClassifier().fit([[0], [1]], [0, 1]), card(version))
+        # the registry checks that a serving form was written, not what it holds
+        reg.register(
+            version, DummyClassifier().fit([[0], [1]], [0, 1]), card(version), {SERVING_FILE: b"-"}
+        )
     return reg
+
+
+def test_a_version_without_serving_form_is_registered_but_not_promotable(registry):
+    declined = {**card("v4"), "serving": {"servable": False, "reason": "no values for policy_type"}}
+    registry.register("v4", None, declined)
+    registry.register("v5", None, card("v5"))
+    assert registry.versions() == ["v1", "v2", "v3", "v4", "v5"]
+    with pytest.raises(RegistryError, match="cannot promote v4: .*no values for policy_type"):
+        registry.promote("v4", "manual")
+    with pytest.raises(RegistryError, match=f"cannot promote v5: it has no {SERVING_FILE}"):
+        registry.promote("v5", "manual")
+    assert registry.champion() is None
 
 
 def test_versions_are_immutable(registry):

@@ -17,13 +17,21 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import free_port
-from serving_fixtures import SCHEMA, build_registry, card, feature_frame, fit, instances
+from serving_fixtures import (
+    SCHEMA,
+    build_registry,
+    card,
+    feature_frame,
+    fit,
+    forest_format_1,
+    instances,
+)
 
-from churn_kedro.inference import MISSING_CATEGORY, SERVING_FILE, ServingModel, predict
-from churn_kedro.registry import ModelRegistry
+from churn_kedro.export import export_serving_form, pipeline_probability, probe_rows
+from churn_kedro.inference import MISSING_CATEGORY, ServingModel, predict
+from churn_kedro.registry import SERVING_FILE, ModelRegistry, RegistryError
 from churn_kedro.schema import validate_frame
 from churn_kedro.serving.app import Application
-from churn_kedro.serving.export import export_serving_form
 from churn_kedro.serving.lambda_handler import handler
 
 FAMILIES = ("logistic_regression", "random_forest", "catboost")
@@ -428,45 +436,38 @@ def test_corrupted_champion_file_keeps_the_loaded_model(registry):
     assert fresh.status == 503 and "corrupted" in fresh.body["error"]["message"]
 
 
-def test_version_without_serving_form_is_served_from_its_pickle(registry):
+def test_version_without_serving_form_is_not_promotable_and_answers_503(registry):
     registry.fs.rm(registry.version_path("v2-random_forest", SERVING_FILE))
-    registry.promote("v2-random_forest", "test")
-    app = Application(registry.url, refresh_seconds=0, max_batch=100)
-    assert not isinstance(app.champions.get()["model"], ServingModel)
-    rows = instances(30)
-    fallback = app.handle(
-        "POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": rows})
-    )
-    registry.fs.pipe_file(
-        registry.version_path("v2-random_forest", SERVING_FILE),
-        export_serving_form(
-            registry.load_model("v2-random_forest"), registry.card("v2-random_forest")
-        ).to_bytes(),
-    )
-    lean = Application(registry.url, refresh_seconds=0, max_batch=100)
-    assert isinstance(lean.champions.get()["model"], ServingModel)
-    served = lean.handle(
-        "POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": rows})
-    )
-    a = [p["churn_probability"] for p in fallback.body["predictions"]]
-    b = [p["churn_probability"] for p in served.body["predictions"]]
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+    with pytest.raises(
+        RegistryError, match=f"cannot promote v2-random_forest: it has no {SERVING_FILE}"
+    ):
+        registry.promote("v2-random_forest", "test")
+    warm = Application(registry.url, refresh_seconds=0, max_batch=10)
+    assert warm.handle("GET", "/health").body["model_version"] == "v3-catboost"
+    # champion.json written by hand (or by older code) naming it anyway
+    doc = {"version": "v2-random_forest", "promoted_at": "2026-11-01T00:00:00Z", "reason": "hand"}
+    registry.fs.pipe_file(registry._path("champion.json"), json.dumps(doc).encode())
+    assert warm.handle("GET", "/health").body["model_version"] == "v3-catboost"  # keeps its model
+    fresh = Application(registry.url, refresh_seconds=0, max_batch=10).handle("GET", "/health")
+    message = fresh.body["error"]["message"]
+    assert fresh.status == 503
+    assert f"version v2-random_forest has no {SERVING_FILE}" in message, message
 
 
-def test_serving_form_of_an_older_format_is_replaced_by_the_pickle(registry, caplog):
-    serving = ServingModel.from_bytes(
-        registry.fs.cat_file(registry.version_path("v2-random_forest", SERVING_FILE))
-    )
-    older = ServingModel({**serving.meta, "format": 1}, serving.arrays)
-    registry.fs.pipe_file(registry.version_path("v2-random_forest", SERVING_FILE), older.to_bytes())
+def test_a_format_1_forest_stays_servable(registry):
+    """Versions written before the forest's packed format are still served, exactly."""
+    model = registry.load_model("v2-random_forest")
+    path = registry.version_path("v2-random_forest", SERVING_FILE)
+    registry.fs.pipe_file(path, forest_format_1(model))
     registry.promote("v2-random_forest", "test")
-    app = Application(registry.url, refresh_seconds=0, max_batch=100)
-    assert not isinstance(app.champions.get()["model"], ServingModel)
-    assert "serving form format 1" in caplog.text and "pickled Pipeline" in caplog.text
-    response = app.handle(
-        "POST", "/predict", {"Content-Type": "application/json"}, json.dumps({"instances": [GOOD]})
+    app = Application(registry.url, refresh_seconds=0, max_batch=2000)
+    served = app.champions.get()["model"]
+    assert isinstance(served, ServingModel) and served.meta["format"] == 1
+    card = registry.card("v2-random_forest")
+    probe = probe_rows(card, 1500)
+    np.testing.assert_allclose(
+        served.probability(probe), pipeline_probability(model, card, probe), rtol=0, atol=1e-9
     )
-    assert response.status == 200 and response.body["model_version"] == "v2-random_forest"
 
 
 def test_registry_on_s3(s3_bucket, monkeypatch):

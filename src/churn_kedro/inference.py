@@ -5,9 +5,10 @@ both call :func:`predict`.
 It needs numpy only: importing scikit-learn alone takes ~1.9 s here, twice the serving
 cold-start budget, so the champion is evaluated from its *serving form*
 (:class:`ServingModel`), a numpy-only copy of the fitted Pipeline exported at
-registration (``churn_kedro.serving.export``) and checked there to give the
-Pipeline's probabilities within 1e-9. A model that has no serving form (an unknown
-estimator) is evaluated through its own ``predict_proba`` (needs pandas and sklearn).
+registration (``churn_kedro.export``, build time) and checked there to give the
+Pipeline's probabilities within 1e-9. A version without one cannot be promoted.
+Every format ever written stays readable (``READABLE_FORMATS``), so a rollback to an
+older version keeps working after the format changes.
 Missing categoricals (None or NaN) become the Pipelines' ``__missing__`` category.
 """
 
@@ -25,8 +26,8 @@ from typing import Any
 import numpy as np
 
 MISSING_CATEGORY = "__missing__"  # = models.MISSING_CATEGORY (a test keeps them equal)
-SERVING_FILE = "serving.npz"
-FORMAT = 2  # 2: the random forest's packed nodes
+FORMAT = 2  # what export writes. 2: the random forest's packed nodes
+READABLE_FORMATS = (1, 2)  # 1: the forest as float32 thresholds and child pairs
 
 # A random forest node is one int64 (export._forest): bits 0-31 its left child (the right
 # child is left + 1), bits 32-51 its threshold's position among its feature's sorted
@@ -55,30 +56,9 @@ def predict(champion: Mapping[str, Any], features: Any) -> Prediction:
     card's "features": numbers with NaN/None for missing, categories as text or None)
     with ``champion`` = {"version", "model", "card"}."""
     card = champion["card"]
-    model = champion["model"]
-    if isinstance(model, ServingModel):
-        probability = model.probability(features)
-    else:
-        probability = _pipeline_probability(model, card, features)
+    probability = champion["model"].probability(features)
     threshold = float(card["threshold"])
     return Prediction(str(champion["version"]), probability, probability >= threshold)
-
-
-def _pipeline_probability(model: Any, card: Mapping[str, Any], features: Any) -> np.ndarray:
-    import pandas as pd
-
-    schema = card["schema"]
-    frame = pd.DataFrame(
-        {
-            **{n: _numbers(features[n]) for n in schema["numeric_features"]},
-            # NaN, not None: SimpleImputer(missing_values=nan) leaves None in object columns alone.
-            **{
-                n: pd.Series([np.nan if _missing(v) else str(v) for v in features[n]], dtype=object)
-                for n in schema["categorical_features"]
-            },
-        }
-    )
-    return np.asarray(model.predict_proba(frame[list(card["features"])])[:, 1], dtype="float64")
 
 
 def _missing(value: Any) -> bool:
@@ -152,9 +132,10 @@ class ServingModel:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         meta = json.loads(arrays.pop("__meta__").tobytes())
-        if meta.get("format") != FORMAT:
+        if meta.get("format") not in READABLE_FORMATS:
+            readable = ", ".join(map(str, READABLE_FORMATS))
             raise ValueError(
-                f"serving form format {meta.get('format')!r}: this code reads {FORMAT}"
+                f"serving form format {meta.get('format')!r}: this code reads {readable}"
             )
         return cls(meta, arrays)
 
@@ -182,7 +163,7 @@ class ServingModel:
         if self.kind == "logistic_regression":
             return self._linear(columns)
         if self.kind == "random_forest":
-            return self._forest(columns)
+            return self._forest_v1(columns) if self.meta["format"] == 1 else self._forest(columns)
         raise ValueError(f"unknown serving form kind {self.kind!r}")
 
     def _design_columns(self, numeric: list[np.ndarray], features: Any) -> list[Any]:
@@ -212,6 +193,34 @@ class ServingModel:
             z += w[codes]
             offset += width
         return 1.0 / (1.0 + np.exp(-z))
+
+    def _forest_v1(self, columns) -> np.ndarray:
+        """Format 1: every tree walked as (feature, float32 threshold, child pair) arrays."""
+        block, onehots = columns
+        parts = [np.column_stack(block)] if block else []
+        for codes, width in onehots:
+            hot = np.zeros((len(codes), width))
+            known = codes >= 0
+            hot[np.flatnonzero(known), codes[known]] = 1.0
+            parts.append(hot)
+        x = np.hstack(parts).astype(np.float32)  # sklearn's trees see float32 features
+        a = self.arrays
+        # threshold32: the largest float32 <= each float64 threshold, so that float32
+        # x <= threshold32 exactly when x <= threshold (sklearn's comparison)
+        feature, threshold, children = a["feature"], a["threshold32"], a["children"]
+        roots, depth, value = a["roots"], int(a["max_depth"][0]), a["value"]
+        out = np.empty(len(x))
+        width = np.int32(x.shape[1])
+        for start in range(0, len(x), FOREST_BLOCK_ROWS):
+            flat = x[start : start + FOREST_BLOCK_ROWS].ravel()
+            count = len(flat) // x.shape[1]
+            base = (np.arange(count, dtype=np.int32) * width)[:, None]
+            node = np.broadcast_to(roots, (count, len(roots))).copy()
+            for _ in range(depth):  # leaves point at themselves: extra steps are no-ops
+                right = flat[base + feature[node]] > threshold[node]
+                node = children[2 * node + right]
+            out[start : start + FOREST_BLOCK_ROWS] = value[node].sum(axis=1) / len(roots)
+        return out
 
     def _forest(self, columns) -> np.ndarray:
         block, onehots = columns

@@ -1,13 +1,16 @@
 """The model registry (see docs/architecture.md: storage): a folder locally, an S3 prefix on AWS, one code path.
 
     <root>/versions/<version>/model.joblib   the fitted sklearn Pipeline
-    <root>/versions/<version>/card.json      metrics, params, threshold, schema, ...
+    <root>/versions/<version>/serving.npz    its numpy-only serving form (what the API loads)
+    <root>/versions/<version>/card.json      metrics, params, threshold, schema, serving, ...
     <root>/champion.json                     the serving version + the champions before it
     <root>/benchmarks.csv                    one row per model per run (append-only)
 
 Versions are immutable; promotion and rollback only rewrite ``champion.json``,
-atomically (write-then-rename locally, a single PUT on S3). This module needs
-only fsspec and joblib, so serving can use it without Kedro or training code.
+atomically (write-then-rename locally, a single PUT on S3). Only a version whose
+serving form was written can be promoted: the serving image loads nothing else.
+This module needs only fsspec (and joblib for the Pipeline), so the serving image
+uses it without Kedro or training code; it never builds artefacts itself.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import fsspec
 CHAMPION_FILE = "champion.json"
 BENCHMARKS_FILE = "benchmarks.csv"
 MODEL_FILE = "model.joblib"
+SERVING_FILE = "serving.npz"
 CARD_FILE = "card.json"
 HISTORY_LIMIT = 50
 
@@ -61,8 +65,12 @@ class ModelRegistry:
     def exists(self, version: str) -> bool:
         return self.fs.exists(self.version_path(version, CARD_FILE))
 
-    def register(self, version: str, model: Any, card: dict[str, Any]) -> None:
-        """Write a new immutable version; the card is written last and marks it complete."""
+    def register(
+        self, version: str, model: Any, card: dict[str, Any], files: dict[str, bytes] | None = None
+    ) -> None:
+        """Write a new immutable version: the pickled model, the artefacts built from it
+        (``files``: name -> bytes, e.g. the serving form) and, last, the card, which
+        marks the version complete."""
         import joblib
 
         if self.fs.exists(self.version_path(version)):
@@ -73,12 +81,22 @@ class ModelRegistry:
         joblib.dump(model, buffer, compress=3)
         self.fs.makedirs(self.version_path(version), exist_ok=True)
         self.fs.pipe_file(self.version_path(version, MODEL_FILE), buffer.getvalue())
-        from churn_kedro.serving.export import save_serving_form
-
-        save_serving_form(self, version, model, card)
+        for name, data in (files or {}).items():
+            self.fs.pipe_file(self.version_path(version, name), data)
         self.fs.pipe_file(
-            self.version_path(version, CARD_FILE), json.dumps(card, indent=2, default=str).encode()
+            self.version_path(version, CARD_FILE),
+            json.dumps(card, indent=2, default=str).encode(),
         )
+
+    def unservable_reason(self, version: str) -> str | None:
+        """Why the serving image could not load ``version``, or None when it can."""
+        card = self.card(version)
+        serving = card.get("serving") or {}
+        if serving.get("servable") is False:
+            return f"it has no serving form: {serving.get('reason', 'the export declined it')}"
+        if not self.fs.exists(self.version_path(version, SERVING_FILE)):
+            return f"it has no {SERVING_FILE}"
+        return None
 
     def card(self, version: str) -> dict[str, Any]:
         path = self.version_path(version, CARD_FILE)
@@ -110,6 +128,9 @@ class ModelRegistry:
         """Make ``version`` the champion; the current one goes on the history."""
         if not self.exists(version):
             raise RegistryError(f"cannot promote {version}: it is not in the registry {self.url}")
+        problem = self.unservable_reason(version)
+        if problem:
+            raise RegistryError(f"cannot promote {version}: {problem}")
         current = self.champion()
         history = []
         if current is not None:
@@ -127,6 +148,9 @@ class ModelRegistry:
         if not history:
             raise RegistryError(f"cannot roll back: {current['version']} has no previous champion")
         previous = history[0]
+        problem = self.unservable_reason(previous["version"])
+        if problem:
+            raise RegistryError(f"cannot roll back to {previous['version']}: {problem}")
         doc = {
             "version": previous["version"],
             "promoted_at": utc_now(),

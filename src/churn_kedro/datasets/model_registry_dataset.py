@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
 from kedro.io import AbstractDataset
 
+from churn_kedro.contracts import RegistryEntry
 from churn_kedro.registry import ModelRegistry
 
+logger = logging.getLogger(__name__)
 
-class ModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any] | None]):
+
+class ModelRegistryDataset(AbstractDataset[RegistryEntry, dict[str, Any] | None]):
     """Loads the serving champion; saves a new version and the run's decision.
 
-    ``load()`` returns ``{"version", "model", "card"}`` of the champion, or None
-    when nothing has been promoted yet (a corrupted champion.json raises).
+    ``load()`` returns ``{"version", "model", "card"}`` of the champion (the fitted
+    Pipeline), or None when nothing has been promoted yet (a corrupted champion.json
+    raises).
 
-    ``save(entry)`` takes ``{"version", "model", "card", "promote", "reason",
-    "benchmarks"}``: it registers the version, appends the benchmark rows and,
-    only when ``promote`` is true, moves champion.json to the new version.
+    ``save(entry)`` takes a :class:`~churn_kedro.contracts.RegistryEntry`. It builds the
+    version's serving form (``churn_kedro.export``), registers the version with it,
+    appends the benchmark rows and, only when the entry says promote, moves
+    champion.json to the new version. A version whose serving form was declined is
+    registered but not promoted, and its card and benchmark rows say why.
 
     Example catalog entry::
 
@@ -54,15 +62,46 @@ class ModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any] | None
             "card": registry.card(version),
         }
 
-    def save(self, data: dict[str, Any]) -> None:
+    def save(self, data: RegistryEntry) -> None:
+        from churn_kedro.export import build_serving_export  # build time: sklearn, CatBoost
+
+        export = build_serving_export(data.model, data.card)
+        if data.promote and not export.servable:
+            reason = (
+                f"not promoted: version {data.version} has no serving form the serving "
+                f"image can load: {export.card_entry['reason']}"
+            )
+            logger.warning(reason)
+            data = replace(data, promote=False, reason=reason, benchmarks=_rejected(data, reason))
+        card = {
+            **data.card,
+            "serving": export.card_entry,
+            "decision": {
+                **data.card.get("decision", {}),
+                "promote": data.promote,
+                "reason": data.reason,
+            },
+        }
         registry = self.registry
-        registry.register(data["version"], data["model"], data["card"])
-        registry.append_benchmarks(data["benchmarks"])
-        if data["promote"]:
-            registry.promote(data["version"], data["reason"])
+        registry.register(data.version, data.model, card, files=export.files)
+        registry.append_benchmarks(data.benchmarks)
+        if data.promote:
+            registry.promote(data.version, data.reason)
 
     def _exists(self) -> bool:
         return self.registry.champion() is not None
 
     def _describe(self) -> dict[str, Any]:
         return {"path": self._path}
+
+
+def _rejected(entry: RegistryEntry, reason: str) -> list[dict[str, Any]]:
+    """The benchmark rows with the new version rejected and the champion kept."""
+    rows = []
+    for row in entry.benchmarks:
+        if row.get("version") == entry.version:
+            row = {**row, "decision": "rejected", "reason": reason}
+        elif row.get("role") == "champion":
+            row = {**row, "decision": "kept", "reason": reason}
+        rows.append(row)
+    return rows

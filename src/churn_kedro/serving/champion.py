@@ -3,7 +3,9 @@
 ``champion.json`` is re-read at most every ``refresh_seconds``; a new version is
 loaded aside and swapped in with one assignment, so a request sees either the old
 champion or the new one, whole. Reads go through :class:`churn_kedro.registry.ModelRegistry`
-(fsspec: a folder or ``s3://``), which imports neither Kedro nor training code.
+(fsspec: a folder or ``s3://``), which imports neither Kedro nor training code. Only
+the serving form is ever loaded: a champion without one is answered with a 503 that
+names the version and the reason, while a warm process keeps the model it has.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zipfile
 from typing import Any
 
-from churn_kedro.inference import SERVING_FILE, ServingModel
-from churn_kedro.registry import CHAMPION_FILE, ModelRegistry
+from churn_kedro.inference import ServingModel
+from churn_kedro.registry import CHAMPION_FILE, SERVING_FILE, ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -23,23 +26,25 @@ class NoChampion(RuntimeError):
     """Nothing can be served: no champion yet, or the registry cannot be read."""
 
 
+class Unservable(NoChampion):
+    """The champion version has no serving form this code can read."""
+
+
 def load_version(registry: ModelRegistry, version: str) -> dict[str, Any]:
-    """{"version", "model", "card"}: the serving form when the version has one (numpy
-    only), else the pickled Pipeline (imports scikit-learn: a slow cold start)."""
+    """{"version", "model", "card"} of ``version``, the model being its serving form
+    (numpy only). Raises Unservable, naming the version and the reason, when the
+    version has no serving form or it cannot be read."""
     card = registry.card(version)
-    path = registry.version_path(version, SERVING_FILE)
     try:
-        return {
-            "version": version,
-            "model": ServingModel.from_bytes(registry.fs.cat_file(path)),
-            "card": card,
-        }
+        data = registry.fs.cat_file(registry.version_path(version, SERVING_FILE))
     except FileNotFoundError:
-        problem = f"it has no {SERVING_FILE}"
-    except ValueError as exc:  # written by an older version of this code
-        problem = str(exc)
-    logger.warning("version %s: %s; serving its pickled Pipeline", version, problem)
-    return {"version": version, "model": registry.load_model(version), "card": card}
+        why = (card.get("serving") or {}).get("reason", "it was registered without one")
+        raise Unservable(f"version {version} has no {SERVING_FILE}: {why}") from None
+    try:
+        model = ServingModel.from_bytes(data)
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
+        raise Unservable(f"version {version}: {SERVING_FILE} cannot be read: {exc}") from exc
+    return {"version": version, "model": model, "card": card}
 
 
 class ChampionSource:

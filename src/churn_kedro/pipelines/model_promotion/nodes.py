@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 import churn_kedro
+from churn_kedro.contracts import RegistryEntry
 from churn_kedro.schema import Schema, fingerprint
 
 from .metrics import holdout_metrics, paired_auc_test
@@ -159,7 +160,7 @@ def build_registry_entry(
     holdout: pd.DataFrame,
     schema_params: dict[str, Any],
     gate: dict[str, Any],
-) -> dict[str, Any]:
+) -> RegistryEntry:
     """The new immutable version (model + card), the decision and the run's benchmark rows."""
     schema = Schema.from_params(schema_params)
     created = datetime.now(UTC)
@@ -233,11 +234,11 @@ def build_registry_entry(
                 "reason": decision["reason"],
             }
         )
-    return {
-        "version": version,
-        "model": challenger["model"],
-        "card": card,
-        "promote": decision["promote"],
-        "reason": decision["reason"],
-        "benchmarks": rows,
-    }
+    return RegistryEntry(
+        version=version,
+        model=challenger["model"],
+        card=card,
+        promote=decision["promote"],
+        reason=decision["reason"],
+        benchmarks=rows,
+    )

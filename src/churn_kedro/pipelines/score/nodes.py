@@ -13,9 +13,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from churn_kedro import database
+from churn_kedro.export import UnsupportedModel, export_serving_form
 from churn_kedro.inference import predict
 from churn_kedro.schema import Schema, SnapshotError, describe_read_error, validate_frame
-from churn_kedro.serving.export import UnsupportedModel, export_serving_form
 
 logger = logging.getLogger(__name__)
 

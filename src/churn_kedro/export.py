@@ -1,19 +1,22 @@
-"""Export a fitted Pipeline (models.py's three families) to its numpy-only serving form.
+"""Build time: export a fitted Pipeline (models.py's three families) to its numpy-only
+serving form, the file the serving image loads (``churn_kedro.inference.ServingModel``).
 
-Runs where the model is fitted or loaded (registration, the ``score`` pipeline), so it
-may use pandas and the estimator's own methods; it never imports training code. The
-export is checked against the Pipeline's own probabilities on probe rows drawn from the
-card's schema (bounds, every allowed category, missing values, an unseen category):
-a difference above 1e-9 raises.
+Runs where the model is registered (``ModelRegistryDataset.save``), so it may use
+pandas, scikit-learn and CatBoost; the serving image never imports it. The export is
+checked against the Pipeline's own probabilities on probe rows drawn from the card's
+schema (bounds, every allowed category, missing values, an unseen category): a
+difference above 1e-9 declines it. A declined export leaves the version registered but
+not promotable, with the reason in its card.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import logging
 import os
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,30 +27,64 @@ from churn_kedro.inference import (
     FOREST_LEAF_CODE,
     FORMAT,
     MISSING_CATEGORY,
-    SERVING_FILE,
     ServingModel,
-    _pipeline_probability,
+    _missing,
+    _numbers,
 )
+from churn_kedro.registry import SERVING_FILE
 
-logger = logging.getLogger(__name__)
 TOLERANCE = 1e-9
 UNSEEN_PROBE = "__never_seen_in_training__"
 MAX_JOINT_CATEGORIES = 50_000
 
 
-def save_serving_form(registry: Any, version: str, model: Any, card: dict[str, Any]) -> bool:
-    """Write versions/<version>/serving.npz beside model.joblib (called by
-    ModelRegistry.register). A model without a serving form is still registered and
-    served from its pickle (slower cold start), with a warning."""
+@dataclass(frozen=True)
+class ServingExport:
+    """The serving form of one version, or why there is none.
+
+    ``files`` go beside model.joblib; ``card_entry`` is the card's ``serving`` section:
+    ``{"servable": true, "file", "format", "max_abs_difference"}`` or
+    ``{"servable": false, "reason"}``.
+    """
+
+    files: dict[str, bytes]
+    card_entry: dict[str, Any]
+
+    @property
+    def servable(self) -> bool:
+        return bool(self.card_entry["servable"])
+
+
+def build_serving_export(model: Any, card: dict[str, Any]) -> ServingExport:
+    """Export and check ``model``; a model the serving form cannot evaluate exactly gives
+    an export with no files and the reason."""
     try:
-        serving = export_serving_form(model, card)
-    except (UnsupportedModel, ValueError, KeyError, AttributeError) as exc:
-        logger.warning(
-            "version %s: no serving form (%s); serving will unpickle the Pipeline", version, exc
-        )
-        return False
-    registry.fs.pipe_file(registry.version_path(version, SERVING_FILE), serving.to_bytes())
-    return True
+        serving = export_serving_form(model, card, check=False)
+        worst = check_serving_form(model, serving, card)
+    except (ValueError, KeyError, AttributeError) as exc:  # UnsupportedModel is a ValueError
+        return ServingExport({}, {"servable": False, "reason": str(exc)})
+    return ServingExport(
+        {SERVING_FILE: serving.to_bytes()},
+        {"servable": True, "file": SERVING_FILE, "format": FORMAT, "max_abs_difference": worst},
+    )
+
+
+def pipeline_probability(model: Any, card: Mapping[str, Any], features: Any) -> np.ndarray:
+    """The Pipeline's own probabilities for ``features`` given as the API receives them."""
+    import pandas as pd
+
+    schema = card["schema"]
+    frame = pd.DataFrame(
+        {
+            **{n: _numbers(features[n]) for n in schema["numeric_features"]},
+            # NaN, not None: SimpleImputer(missing_values=nan) leaves None in object columns alone.
+            **{
+                n: pd.Series([np.nan if _missing(v) else str(v) for v in features[n]], dtype=object)
+                for n in schema["categorical_features"]
+            },
+        }
+    )
+    return np.asarray(model.predict_proba(frame[list(card["features"])])[:, 1], dtype="float64")
 
 
 class UnsupportedModel(ValueError):
@@ -79,7 +116,7 @@ def check_serving_form(
 ) -> float:
     """Largest |Pipeline - serving form| probability on probe rows; raises above 1e-9."""
     probe = probe_rows(card, rows)
-    expected = _pipeline_probability(model, card, probe)
+    expected = pipeline_probability(model, card, probe)
     got = serving.probability(probe)
     worst = float(np.max(np.abs(expected - got)))
     if not worst <= TOLERANCE:
