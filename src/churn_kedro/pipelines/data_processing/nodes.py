@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from churn_kedro.schema import (
     Schema,
@@ -76,29 +77,52 @@ def validate_snapshot(
     return result.valid, quarantine, summary
 
 
+def holdout_side(ids: pd.Series, salt: str, fraction: float) -> np.ndarray:
+    """True for the ids that fall in the holdout: a salted SHA-256 of the id, read as a
+    number in [0, 1), below ``fraction``. A customer is on the same side in every
+    snapshot (and for every snapshot size) while the salt and the fraction stay."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"data_processing.holdout_fraction {fraction}: expected between 0 and 1")
+    unit = [
+        int.from_bytes(hashlib.sha256(f"{salt}:{i}".encode()).digest()[:8], "big") / 2**64
+        for i in ids.astype(str)
+    ]
+    return np.asarray(unit) < fraction
+
+
 def split_train_holdout(
     rows: pd.DataFrame,
     snapshot: dict[str, Any],
     schema_params: dict[str, Any],
     params: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Stratified train/holdout split; also the processed snapshot (both splits, a `split`
-    column, named after the raw snapshot) that the ingest_processed job loads."""
-    target = Schema.from_params(schema_params).target
-    train, holdout = train_test_split(
-        rows,
-        test_size=params["holdout_fraction"],
-        stratify=rows[target],
-        random_state=params["random_state"],
+    """Customer-stable train/holdout split (`holdout_side`); also the processed snapshot
+    (both splits, a `split` column, named after the raw snapshot) that the
+    ingest_processed job loads.
+
+    Stratified as far as a stable split allows: the hash does not depend on the label,
+    so each class goes to the holdout at ``holdout_fraction`` in expectation (an exact
+    per-class quota would move customers between snapshots). The shares are logged."""
+    schema = Schema.from_params(schema_params)
+    in_holdout = holdout_side(
+        rows[schema.id_column], params["holdout_salt"], params["holdout_fraction"]
     )
-    train = train.sort_index().reset_index(drop=True)
-    holdout = holdout.sort_index().reset_index(drop=True)
+    train = rows[~in_holdout].reset_index(drop=True)
+    holdout = rows[in_holdout].reset_index(drop=True)
+    if holdout[schema.target].nunique() < 2 or train[schema.target].nunique() < 2:
+        raise SnapshotError(
+            snapshot["source_file"],
+            f"{len(rows)} rows are too few for a holdout of {params['holdout_fraction']}: "
+            "a split holds a single class",
+        )
     processed = pd.concat([train.assign(**{SPLIT: "train"}), holdout.assign(**{SPLIT: "holdout"})])
     logger.info(
-        "Split %s: %d train / %d holdout rows, fingerprint %s",
+        "Split %s: %d train / %d holdout rows (churn rate %.3f / %.3f), fingerprint %s",
         snapshot["source_file"],
         len(train),
         len(holdout),
+        train[schema.target].mean(),
+        holdout[schema.target].mean(),
         fingerprint(processed),
     )
     return train, holdout, {snapshot["source_file"]: processed}
