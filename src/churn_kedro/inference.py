@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-MISSING_CATEGORY = "__missing__"  # = models.MISSING_CATEGORY (a test keeps them equal)
+MISSING_CATEGORY = "__missing__"  # models.py fills missing categories with it
 FORMAT = 2  # what export writes. 2: the random forest's packed nodes
 READABLE_FORMATS = (1, 2)  # 1: the forest as float32 thresholds and child pairs
 

@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-MISSING_CATEGORY = "__missing__"
+from churn_kedro.inference import MISSING_CATEGORY  # one name for the missing category
 
 
 def _fill_missing(frame):
