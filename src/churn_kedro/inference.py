@@ -106,6 +106,19 @@ def _threads():
     return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="forest-walk")
 
 
+def _dense_float32(columns) -> np.ndarray:
+    """The design columns as one dense matrix, one-hot blocks expanded, in float32:
+    what sklearn's trees compare their thresholds with."""
+    block, onehots = columns
+    parts = [np.column_stack(block)] if block else []
+    for codes, width in onehots:
+        hot = np.zeros((len(codes), width))
+        known = codes >= 0
+        hot[np.flatnonzero(known), codes[known]] = 1.0
+        parts.append(hot)
+    return np.hstack(parts).astype(np.float32)
+
+
 class ServingModel:
     """A numpy-only evaluation of one fitted Pipeline (logistic regression, random forest
     or CatBoost). ``meta`` is JSON; ``arrays`` are numpy arrays; both live in one .npz."""
@@ -196,14 +209,7 @@ class ServingModel:
 
     def _forest_v1(self, columns) -> np.ndarray:
         """Format 1: every tree walked as (feature, float32 threshold, child pair) arrays."""
-        block, onehots = columns
-        parts = [np.column_stack(block)] if block else []
-        for codes, width in onehots:
-            hot = np.zeros((len(codes), width))
-            known = codes >= 0
-            hot[np.flatnonzero(known), codes[known]] = 1.0
-            parts.append(hot)
-        x = np.hstack(parts).astype(np.float32)  # sklearn's trees see float32 features
+        x = _dense_float32(columns)
         a = self.arrays
         # threshold32: the largest float32 <= each float64 threshold, so that float32
         # x <= threshold32 exactly when x <= threshold (sklearn's comparison)
@@ -223,14 +229,7 @@ class ServingModel:
         return out
 
     def _forest(self, columns) -> np.ndarray:
-        block, onehots = columns
-        parts = [np.column_stack(block)] if block else []
-        for codes, width in onehots:
-            hot = np.zeros((len(codes), width))
-            known = codes >= 0
-            hot[np.flatnonzero(known), codes[known]] = 1.0
-            parts.append(hot)
-        x = np.hstack(parts).astype(np.float32).astype(np.float64)  # sklearn's trees see float32
+        x = _dense_float32(columns).astype(np.float64)
         borders, offsets = self.arrays["borders"], self.arrays["border_offsets"]
         # A row's code for a feature: how many of the feature's borders lie below its
         # value, so that value > borders[k] exactly when code > k.
