@@ -378,10 +378,7 @@ def test_the_seed_workflow_end_to_end(template, s3_endpoint, mysql_url, tmp_path
             stack.s3.get_object(Bucket=stack.bucket, Key="registry/benchmarks.csv")["Body"]
         )
         runs = benchmarks[benchmarks["role"] == "challenger"]
-        assert runs["snapshot"].tolist() == [
-            FIRST.removesuffix(".csv"),
-            SECOND.removesuffix(".csv"),
-        ]
+        assert runs["snapshot"].tolist() == [f"raw/{FIRST}", f"raw/{SECOND}"]  # object keys
         assert runs["decision"].iloc[0] == "promoted"
         decision = runs["decision"].iloc[-1]
         assert decision in {"promoted", "rejected"}, decision

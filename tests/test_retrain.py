@@ -130,7 +130,7 @@ def test_run_outputs(twice):
     low, high = card["metrics"]["roc_auc_ci"]
     assert low < card["metrics"]["roc_auc"] < high
     assert card["data"]["training_rows"] + card["data"]["holdout_rows"] == len(processed)
-    assert card["data"]["source_file"] == SNAPSHOT
+    assert card["data"]["source_file"] == f"raw/{SNAPSHOT}.csv"  # the key in ingestion_log
 
 
 def test_champion_that_cannot_score_counts_as_absent(twice, tmp_path):

@@ -63,7 +63,7 @@ def test_retrain_reads_raw_from_s3_and_writes_the_registry_there(s3, tmp_path):
             "Body"
         ].read()
     )
-    assert card["data"]["source_file"] == SNAPSHOT.removesuffix(".csv")
+    assert card["data"]["source_file"] == f"raw/{SNAPSHOT}"  # the key in ingestion_log
     # nothing was written locally: the aws environment differs only in where data lives
     assert not (project / "data/06_models").exists() and not (project / "data/03_primary").exists()
     benchmarks = pd.read_csv(

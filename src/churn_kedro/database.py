@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from churn_kedro.schema import Schema
+from churn_kedro.schema import MAX_CATEGORY_CHARS, SPLIT_COLUMN, Schema
 
 POLICIES_RAW = "policies_raw"
 POLICIES_PROCESSED = "policies_processed"
@@ -31,8 +31,7 @@ SOURCE_FILE = sa.String(512).with_variant(
     mysql.VARCHAR(512, collation="utf8mb4_bin"), "mysql", "mariadb"
 )
 ID = sa.String(128).with_variant(mysql.VARCHAR(128, collation="utf8mb4_bin"), "mysql", "mariadb")
-CATEGORY = sa.String(255)
-SPLIT_COLUMN = "split"
+CATEGORY = sa.String(MAX_CATEGORY_CHARS)
 
 
 def _policies_columns(schema: Schema) -> list[sa.Column]:
@@ -106,16 +105,21 @@ def create_engine(url: str | sa.URL, **kwargs) -> sa.Engine:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     if url.get_backend_name() == "mysql":
         url = url.update_query_dict({"charset": "utf8mb4", "local_infile": "1"})
-    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+    # hide_parameters: an error or a log line never carries a statement's values (customer rows)
+    return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def create_tables(engine: sa.Engine, schema: Schema | None = None) -> sa.MetaData:
     """Create the tables that do not exist yet (idempotent) and return their metadata."""
     metadata = build_metadata(schema)
-    try:
-        metadata.create_all(engine)
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-        metadata.create_all(engine)  # a concurrent run created a table between check and create
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine)
+            break
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            # a concurrent run created a table between check and create: look again
+            if attempt == 4:
+                raise
     return metadata
 
 

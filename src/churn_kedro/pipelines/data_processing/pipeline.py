@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 select_latest_snapshot,
-                inputs=["raw_snapshots", "params:snapshot_pattern"],
+                inputs=["raw_objects", "params:snapshot_pattern"],
                 outputs=["raw_snapshot", "snapshot_info"],
                 name="select_latest_snapshot",
             ),
