@@ -466,3 +466,20 @@ def test_a_file_whose_every_row_is_rejected_is_a_file_error_naming_the_reasons(t
     assert "age: 12 is below the minimum 18 (1 row)" in message
     assert count(tmp_path, "quarantine", f"raw/{bad.name}") == 0  # nothing of it written
     assert count(tmp_path, "ingestion_log") == 1 and count(tmp_path, "policies_raw") == 5
+
+
+def test_a_table_of_another_schema_stops_in_one_line_without_rows(tmp_path):
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + good_rows(1, 5))
+    ingest(tmp_path)  # policies_raw now has the insurance columns
+    other = dict(SCHEMA, id_column="CustomerID")
+
+    from churn_kedro.database import TableMismatch, create_engine, create_tables
+
+    with pytest.raises(TableMismatch) as failure:
+        create_tables(
+            create_engine(f"sqlite:///{tmp_path / 'churn.db'}"), Schema.from_params(other)
+        )
+    message = str(failure.value)
+    assert "\n" not in message and message.startswith("table policies_raw in sqlite:///")
+    assert "'customer_id'" in message and "'CustomerID'" in message
+    assert "give this environment its own database" in message

@@ -120,7 +120,29 @@ def create_tables(engine: sa.Engine, schema: Schema | None = None) -> sa.MetaDat
             # a concurrent run created a table between check and create: look again
             if attempt == 4:
                 raise
+    _check_columns(engine, metadata)
     return metadata
+
+
+class TableMismatch(RuntimeError):
+    """A table exists with other columns than the schema gives it (another dataset's)."""
+
+
+def _check_columns(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Stop, in one line, before a load meets a table made for another schema."""
+    inspector = sa.inspect(engine)
+    for name in (POLICIES_RAW, POLICIES_PROCESSED):
+        if name not in metadata.tables:
+            continue
+        has = [c["name"] for c in inspector.get_columns(name)]
+        wants = [c.name for c in metadata.tables[name].columns]
+        if sorted(has) != sorted(wants):
+            where = engine.url.render_as_string(hide_password=True)
+            raise TableMismatch(
+                f"table {name} in {where} has columns {has}, but the schema wants {wants}: "
+                "give this environment its own database (credentials churn_db.con, e.g. "
+                "paths.database in its globals.yml), or drop the table to re-create it"
+            )
 
 
 class DatabaseSecretError(RuntimeError):

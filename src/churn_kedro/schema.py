@@ -109,6 +109,7 @@ class Schema:
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"schema parameters are incomplete or malformed: {exc!r}") from exc
+        _check_yaml_types(params)
         if not schema.features:
             raise ValueError("schema parameters name no features")
         return schema
@@ -158,6 +159,31 @@ class Schema:
             positive_label="1",
             negative_label="0",
             categorical=(*self.categorical, CategoricalRule(SPLIT_COLUMN, SPLITS, nullable=False)),
+        )
+
+
+def _check_yaml_types(params: dict[str, Any]) -> None:
+    """YAML reads unquoted Yes/No/true/off as booleans: a label or category written that
+    way would never match the file's text. Stop, showing the fix."""
+    target = params["target"]
+    found = [
+        f"target.{key}: {target[key]!r}"
+        for key in ("positive", "negative")
+        if isinstance(target[key], bool)
+    ]
+    for name, rule in (params.get("categorical_features") or {}).items():
+        values = (rule or {}).get("values") or []
+        if any(isinstance(v, bool) for v in values) or (
+            any(isinstance(v, str) for v in values)
+            and any(isinstance(v, int | float) for v in values)
+        ):
+            found.append(f"categorical_features.{name}.values: {values!r}")
+    if found:
+        raise ValueError(
+            "schema parameters hold values YAML did not read as text: "
+            + "; ".join(found)
+            + ". Unquoted Yes/No/true/false/on/off become booleans and 01 becomes 1: quote "
+            'them as they appear in the files, e.g. positive: "Yes", values: ["Yes", "No"]'
         )
 
 
@@ -236,6 +262,7 @@ class ValidationResult:
             "rows_valid": int(len(self.valid)),
             "rows_rejected": int(len(self.rejected)),
             "rejected_by_field": {str(k): int(v) for k, v in fields.value_counts().items()},
+            "top_reasons": {str(k): int(v) for k, v in reasons.value_counts().head(5).items()},
         }
 
 

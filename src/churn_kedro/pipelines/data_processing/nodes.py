@@ -45,16 +45,15 @@ def validate_snapshot(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Keep rows that pass the contract; report the others with their reasons.
 
-    A file-level breach (missing column, no rows) stops the run: nothing of the file is used.
+    A file-level breach (missing column, no rows) stops the run: nothing of the file is
+    used. Rows that break rules go to the quarantine report even when none is left:
+    ``split_train_holdout`` then stops, naming the most common reasons.
     """
     schema = Schema.from_params(schema_params)
     source = snapshot["source_file"]
+    if raw.empty:
+        raise SnapshotError(source, "has no data rows")
     result = validate_frame(raw, schema, source)
-    if result.valid.empty:
-        problem = "has no data rows" if raw.empty else "has no valid rows"
-        raise SnapshotError(source, f"{problem} ({len(result.rejected)} rejected)")
-    if result.valid[schema.target].nunique() < 2:
-        raise SnapshotError(source, f"the valid rows hold a single {schema.target} class")
     summary = {"source_file": source, "rows_read": len(raw), **result.summary}
     if len(result.rejected):
         logger.warning(
@@ -84,6 +83,7 @@ def holdout_side(ids: pd.Series, salt: str, fraction: float) -> np.ndarray:
 def split_train_holdout(
     rows: pd.DataFrame,
     snapshot: dict[str, Any],
+    validation: dict[str, Any],
     schema_params: dict[str, Any],
     params: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
@@ -95,6 +95,17 @@ def split_train_holdout(
     so each class goes to the holdout at ``holdout_fraction`` in expectation (an exact
     per-class quota would move customers between snapshots). The shares are logged."""
     schema = Schema.from_params(schema_params)
+    if rows.empty:
+        reasons = "; ".join(f"{r} ({n} rows)" for r, n in validation["top_reasons"].items())
+        raise SnapshotError(
+            snapshot["source_file"],
+            f"has no valid rows ({validation['rows_rejected']} rejected; the most common "
+            f"reasons: {reasons}; every row is in the quarantine report)",
+        )
+    if rows[schema.target].nunique() < 2:
+        raise SnapshotError(
+            snapshot["source_file"], f"the valid rows hold a single {schema.target} class"
+        )
     in_holdout = holdout_side(
         rows[schema.id_column], params["holdout_salt"], params["holdout_fraction"]
     )

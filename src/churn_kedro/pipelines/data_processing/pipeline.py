@@ -20,7 +20,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 split_train_holdout,
-                inputs=["clean_rows", "snapshot_info", "params:schema", "params:data_processing"],
+                inputs=[
+                    "clean_rows",
+                    "snapshot_info",
+                    "validation_report",
+                    "params:schema",
+                    "params:data_processing",
+                ],
                 outputs=["train_set", "holdout_set", "processed_snapshot"],
                 name="split_train_holdout",
             ),
