@@ -170,10 +170,11 @@ def test_kedro_run_names_the_broken_file_and_exits_non_zero_after_loading_the_ot
         HEADER.replace(",", ";") + "1;30;1.0;auto;0;0\n",
     )
 
-    result = run(project, "kedro", "run", "--pipeline", "ingest_raw", check=False)
+    result = run(project, "kedro", "run", "--pipelines", "ingest_raw", check=False)
 
     assert result.returncode != 0
     assert "insurance_data_2026-10-01_00-00-00.csv: missing required column(s)" in result.stderr
+    assert "Warning" not in result.stderr  # no deprecation noise with the documented form
     with sqlite3.connect(project / "data/churn.db") as conn:
         logged = conn.execute(
             "SELECT source_file, rows_loaded, rows_rejected FROM ingestion_log"

@@ -22,6 +22,13 @@ from omegaconf import OmegaConf
 
 
 class ConfigLoader(OmegaConfigLoader):
+    def __init__(self, *args: Any, custom_resolvers: dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Registered here with OmegaConf's current API: Kedro's own registration of custom
+        # resolvers uses the deprecated register_new_resolver and warns on every run.
+        for name, resolver in (custom_resolvers or {}).items():
+            OmegaConf.register_resolver(name, resolver, replace=True)
+
     def __getitem__(self, key: str) -> dict[str, Any]:
         if key != "parameters" or not self.runtime_params:
             return super().__getitem__(key)
