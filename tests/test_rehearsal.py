@@ -22,11 +22,12 @@ import uuid
 from pathlib import Path
 
 import boto3
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 from kedro_project import FAST_RETRAIN, REPO, env
 from test_infra import TEMPLATE, dockerfile_cmd, resolve
+
+from churn_kedro.registry import ModelRegistry
 
 pytestmark = [pytest.mark.slow, pytest.mark.mysql]
 
@@ -374,9 +375,7 @@ def test_the_seed_workflow_end_to_end(template, s3_endpoint, mysql_url, tmp_path
         stack.run_job("IngestProcessedJob")
         assert count(engine, "policies_processed", f"processed/{SECOND}") > 0
 
-        benchmarks = pd.read_csv(
-            stack.s3.get_object(Bucket=stack.bucket, Key="registry/benchmarks.csv")["Body"]
-        )
+        benchmarks = ModelRegistry(f"s3://{stack.bucket}/registry").benchmarks()
         runs = benchmarks[benchmarks["role"] == "challenger"]
         assert runs["snapshot"].tolist() == [
             FIRST.removesuffix(".csv"),
