@@ -89,6 +89,11 @@ def test_an_incomplete_or_damaged_version_is_not_promotable(registry):
     registry.fs.pipe_file(registry.version_path("v2", SERVING_FILE), whole[: len(whole) // 2])
     with pytest.raises(RegistryError, match=f"cannot promote v2: its {SERVING_FILE} is damaged"):
         registry.promote("v2", "manual")
+    whole = registry.fs.cat_file(registry.version_path("v3", SERVING_FILE))
+    flipped = whole[:100] + bytes(b ^ 0xFF for b in whole[100:108]) + whole[108:]
+    registry.fs.pipe_file(registry.version_path("v3", SERVING_FILE), flipped)
+    with pytest.raises(RegistryError, match=f"v3: its {SERVING_FILE} is damaged .*checksum"):
+        registry.promote("v3", "manual")
     assert registry.champion() is None
 
 

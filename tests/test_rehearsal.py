@@ -9,7 +9,7 @@ what the stack runs:
   glue_wrappers/retrain.py (kedro run --pipeline retrain --env aws) -> processed/ object
       -> the processed rule -> glue_wrappers/ingest_processed.py -> MariaDB; champion in s3 registry/
   the Lambda handler (docker/Dockerfile CMD) answers a REST v1 event with the champion's version
-  a drifted snapshot -> retrain -> the decision in benchmarks.csv -> the handler follows champion.json
+  a drifted snapshot -> retrain -> the decision in the benchmarks -> the handler follows champion.json
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import random
 import time
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -115,7 +116,7 @@ class ModelRegistry:
         try:  # a truncated or damaged file fails the zip's checksums
             with zipfile.ZipFile(io.BytesIO(self.fs.cat_file(path))) as archive:
                 damaged = archive.testzip()
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
             return f"its {SERVING_FILE} is damaged ({exc})"
         if damaged is not None:
             return f"its {SERVING_FILE} is damaged (bad checksum in {damaged})"
