@@ -163,7 +163,10 @@ class Application:
 
     def health(self, headers, body) -> Response:
         version = self.champions.get()["version"]
-        return self._answer(200, {"status": "ok", "model_version": version}, version)
+        answer = {"status": "ok", "model_version": version}
+        if self.champions.warning:  # serving the last good model, not what the registry says
+            answer["warning"] = self.champions.warning
+        return self._answer(200, answer, version)
 
     def model(self, headers, body) -> Response:
         champion = self.champions.get()
