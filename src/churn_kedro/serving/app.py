@@ -46,6 +46,10 @@ ROUTES: dict[str, dict[str, str]] = {
     "/openapi.json": {"GET": "openapi"},
 }
 
+# A character that str.strip() keeps (so an id is not blank), in a regular expression that
+# reads the same in ECMA-262 (OpenAPI's) and in Python: "\\S" differs between the two.
+NOT_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
 # A "\ud800"-style escape of a UTF-16 surrogate; the escaped text is checked only when
 # the body has one (a valid pair, e.g. an emoji, is fine; a lone half is not text).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -253,7 +257,7 @@ def _instance_schema(card: dict[str, Any] | None) -> dict[str, Any]:
             f"as text, or a string of 1 to {longest} characters, not only spaces",
             "oneOf": [
                 {"type": "integer"},
-                {"type": "string", "minLength": 1, "maxLength": longest, "pattern": r"\S"},
+                {"type": "string", "minLength": 1, "maxLength": longest, "pattern": NOT_BLANK},
             ],
         }
     }
