@@ -784,6 +784,19 @@ def test_serving_form_equals_the_pipeline(family):
     assert np.max(np.abs(got - expected)) <= 1e-9
 
 
+def test_numbers_beyond_float32_score_as_the_pipeline_does():
+    """A valid request may carry 1e300: CatBoost casts it to float32 (inf), so does the form."""
+    model = fit("catboost", seed=3)
+    frame = feature_frame(50, seed=4)
+    frame.loc[::2, "annual_premium"] = 1e300
+    frame.loc[1::4, "claims_count"] = 1e39
+    card_ = card("v", "catboost")
+    serving = ServingModel.from_bytes(export_serving_form(model, card_).to_bytes())
+    got = predict({"version": "v", "model": serving, "card": card_}, frame).probability
+    expected = model.predict_proba(frame[SCHEMA.features])[:, 1]
+    assert np.max(np.abs(got - expected)) <= 1e-9
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_pipelines_treat_none_and_nan_categories_alike(family):
     model = fit(family, seed=5)

@@ -79,7 +79,7 @@ class JsonErrorTask(ErrorTask):
 
     def execute(self) -> None:
         error = self.request.error
-        app = self.channel.server.application.app
+        app = self.channel.server.churn_app
         response = app.error(error.code, f"{error.reason}: {error.body}")
         body = response.encoded()
         self.status = f"{error.code} {error.reason}"
@@ -116,6 +116,7 @@ def make_server(
         clear_untrusted_proxy_headers=True,
     )
     server.channel_class = JsonErrorChannel  # the one TCP server's connections
+    server.churn_app = app  # what JsonErrorTask answers with
     return server
 
 
