@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import free_port
 from serving_fixtures import (
     SCHEMA,
@@ -34,6 +37,7 @@ from churn_kedro.schema import validate_frame
 from churn_kedro.serving.app import ROUTES, Application, openapi_document
 from churn_kedro.serving.lambda_handler import handler
 
+REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ("logistic_regression", "random_forest", "catboost")
 
 
@@ -580,6 +584,62 @@ def test_one_list_of_routes_for_the_server_the_lambda_handler_and_the_document(r
         other = "GET" if method == "POST" else "POST"
         response = handler(rest_v1_event(other, path, body), None, app=app)
         assert response["statusCode"] == 405 and response["headers"]["Allow"] == method
+
+
+# ---- serving another Kedro environment ---------------------------------------------------
+
+
+def test_serve_reads_the_registry_and_schema_of_a_kedro_environment(tmp_path, registry_template):
+    """`python -m churn_kedro.serving --env mine` (what `make serve ENV=mine` runs) serves
+    the registry of conf/mine's catalog, and says when conf/mine's schema is not the
+    champion's (requests are checked against the champion's)."""
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "conf", project / "conf")
+    shutil.copytree(registry_template, project / "elsewhere" / "registry")
+    base = yaml.safe_load((REPO / "conf/base/globals.yml").read_text())
+    mine = project / "conf" / "mine"
+    mine.mkdir()
+    paths = {**base["paths"], "registry": "elsewhere/registry"}
+    (mine / "globals.yml").write_text(yaml.safe_dump({"paths": paths}))
+    port = free_port()
+    command = [sys.executable, "-m", "churn_kedro.serving", "--env", "mine", "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if k != "CHURN_REGISTRY"}
+
+    def serve_once() -> tuple[dict, str]:
+        process = subprocess.Popen(
+            command,
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                        health = json.loads(r.read())
+                    break
+                except (urllib.error.URLError, ConnectionError):
+                    assert process.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.2)
+        finally:
+            process.terminate()
+            output = process.communicate(timeout=10)[0]
+        return health, output
+
+    health, output = serve_once()
+    assert health == {"status": "ok", "model_version": "v3-catboost"}
+    assert "serving elsewhere/registry (champion v3-catboost)" in output
+    assert "trained with other" not in output
+
+    params = yaml.safe_load((REPO / "conf/base/parameters.yml").read_text())
+    params["schema"]["numeric_features"]["age"]["max"] = 99
+    (mine / "parameters.yml").write_text(yaml.safe_dump({"schema": params["schema"]}))
+    health, output = serve_once()
+    assert health["model_version"] == "v3-catboost"
+    assert "trained with other numeric_features rules than conf/mine's schema" in output, output
 
 
 # ---- champion loading -------------------------------------------------------------------
