@@ -33,8 +33,9 @@ lint: $(BIN)/kedro
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# make serve ENV=mydata: the registry of conf/mydata's catalog (see README: serving)
 serve: $(BIN)/kedro
-	$(BIN)/python -m churn_kedro.serving --host 127.0.0.1 --port 8080
+	$(BIN)/python -m churn_kedro.serving --host 127.0.0.1 --port 8080 $(if $(ENV),--env $(ENV))
 
 viz: $(BIN)/kedro
 	$(BIN)/kedro viz run --no-browser --host 127.0.0.1 --port 4141
