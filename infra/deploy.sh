@@ -47,10 +47,19 @@ deploy_stack() {
     --query "Stacks[0].Outputs" --output table
 }
 
+# The CA bundle that verifies RDS's TLS certificates (every region's CAs in one file), or
+# a copy already downloaded: DB_CA_BUNDLE=/path/to/global-bundle.pem.
+RDS_CA_URL=https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
+CA_BUNDLE=rds-global-bundle.pem  # Mappings.Project.Names.DatabaseCaBundle in infra/template.yaml
+
 upload_artifacts() {
   # `kedro package`: the wheel and conf-churn_kedro.tar.gz (conf/ without local/*.yml)
   rm -rf dist
   "$(dirname "$PYTHON")/kedro" package
+  if [[ -n ${DB_CA_BUNDLE:-} ]]; then cp "$DB_CA_BUNDLE" "dist/$CA_BUNDLE"
+  else curl --fail --silent --show-error --location --proto '=https' "$RDS_CA_URL" -o "dist/$CA_BUNDLE"; fi
+  grep -q 'BEGIN CERTIFICATE' "dist/$CA_BUNDLE" || { echo "dist/$CA_BUNDLE: no certificate" >&2; exit 1; }
+  aws s3 cp --region "$REGION" "dist/$CA_BUNDLE" "s3://$BUCKET/$PREFIX/$CA_BUNDLE"
   aws s3 cp --region "$REGION" "dist/$WHEEL" "s3://$BUCKET/$PREFIX/$WHEEL"
   aws s3 cp --region "$REGION" dist/conf-churn_kedro.tar.gz "s3://$BUCKET/$PREFIX/conf-churn_kedro.tar.gz"
   for script in glue_wrappers/*.py; do
