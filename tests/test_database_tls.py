@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -171,3 +173,75 @@ def test_caching_sha2_password_full_authentication_has_its_crypto_in_the_runtime
         padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),
     )
     assert bytes(b ^ salt[i % len(salt)] for i, b in enumerate(plain)) == b"pw-\xc3\xa9\0"
+
+
+@pytest.mark.mysql
+@pytest.mark.slow
+def test_the_bootstrap_job_creates_the_application_user_with_the_jobs_grants_only(
+    tls_mariadb, s3_endpoint, tmp_path
+):
+    dbname = f"churn_boot_{uuid.uuid4().hex[:8]}"
+    tls_mariadb.admin(f"CREATE DATABASE `{dbname}`")
+    user, password = f"app_{uuid.uuid4().hex[:8]}", f"Gen-{uuid.uuid4().hex}"
+    secrets = boto3.client("secretsmanager")
+    base = {"engine": "mysql", "host": tls_mariadb.host, "port": tls_mariadb.port, "dbname": dbname}
+    master = secrets.create_secret(
+        Name=f"churn/master-{uuid.uuid4().hex[:8]}",
+        SecretString=json.dumps({**base, "username": "root", "password": ""}),
+    )["ARN"]
+    app = secrets.create_secret(
+        Name=f"churn/app-{uuid.uuid4().hex[:8]}",
+        SecretString=json.dumps({**base, "username": user, "password": password}),
+    )["ARN"]
+    command = [
+        sys.executable,
+        str(REPO / "glue_wrappers" / "bootstrap_database.py"),
+        "--JOB_NAME",
+        "bootstrap",
+        "--bucket",
+        "unused",
+        "--master-secret-id",
+        master,
+        "--db-secret-id",
+        app,
+        "--db-ca-bundle",
+        str(tls_mariadb.ca_bundle),
+    ]
+
+    runs = [
+        subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        for _ in range(2)  # idempotent
+    ]
+
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert f"application user {user} ready" in run.stderr
+        assert password not in run.stdout + run.stderr
+    engine = database.create_engine(database.secret_reference(app, str(tls_mariadb.ca_bundle)))
+    try:
+        database.create_tables(engine)  # what the jobs do first
+        with engine.connect() as conn:
+            grants = " ".join(r[0] for r in conn.exec_driver_sql("SHOW GRANTS").all())
+            for forbidden in ("SELECT user FROM mysql.user", "CREATE DATABASE other_db"):
+                with pytest.raises(sa.exc.OperationalError, match="denied"):
+                    conn.exec_driver_sql(forbidden)
+    finally:
+        engine.dispose()
+    assert f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX ON `{dbname}`.*" in grants
+    assert "ALL PRIVILEGES" not in grants and "GRANT OPTION" not in grants
+    assert "REQUIRE SSL" in grants or "REQUIRE SSL" in " ".join(
+        r[0] for r in _root_rows(tls_mariadb, f"SHOW CREATE USER '{user}'@'%'")
+    )
+    tls_mariadb.admin(f"DROP USER '{user}'@'%'; DROP DATABASE `{dbname}`")
+
+
+def _root_rows(server, sql: str) -> list[tuple]:
+    import pymysql
+
+    conn = pymysql.connect(unix_socket=str(server.socket), user="root")
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+    finally:
+        conn.close()

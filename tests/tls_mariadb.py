@@ -146,9 +146,12 @@ class TlsMariaDB:
             conn.close()
 
     def create_database(self, name: str) -> str:
+        """A database the application user holds the jobs' grants on, and no more."""
+        from churn_kedro.database import APP_GRANTS
+
         self.admin(
             f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4;"
-            f"GRANT ALL ON `{name}`.* TO '{self.user}'@'%'"
+            f"GRANT {APP_GRANTS} ON `{name}`.* TO '{self.user}'@'%'"
         )
         return name
 

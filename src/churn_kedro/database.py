@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,3 +229,39 @@ def database_url_from_secret(secret_id: str, ca_bundle: str | None = None) -> sa
         database=str(fields.get("dbname", fields.get("database"))),
         query={"ssl_ca": ca_bundle},
     )
+
+
+# What the ingestion and scoring jobs do to the database: create their tables (and their
+# indexes), read, insert (LOAD DATA LOCAL INFILE needs INSERT only, not FILE), update the
+# ingestion log and delete an object's rows when it is replaced.
+APP_GRANTS = "SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX"
+
+
+def bootstrap_app_user(
+    master_secret_id: str, app_secret_id: str, ca_bundle: str | None = None
+) -> str:
+    """Create (or bring up to date) the application user the jobs connect as, from the
+    master user: the user, password and database of the ``app_secret_id`` secret, over TLS
+    only (``REQUIRE SSL``), with :data:`APP_GRANTS` on that database and nothing else.
+    Idempotent: re-running it resets the password to the secret's (after a rotation).
+    Returns the user name. The password goes to the server as a bound parameter of an
+    engine that hides parameters in its logs and errors."""
+    app = database_url_from_secret(app_secret_id, ca_bundle)
+    master = database_url_from_secret(master_secret_id, ca_bundle).set(database=app.database)
+    user, name = app.username, app.database
+    if not re.fullmatch(r"\w{1,32}", user) or not re.fullmatch(r"\w{1,64}", name):
+        raise DatabaseSecretError(
+            f"secret {app_secret_id!r}: username or dbname is not a plain name"
+        )
+    engine = create_engine(master, hide_parameters=True)
+    try:
+        with engine.begin() as conn:
+            for statement in (
+                f"CREATE USER IF NOT EXISTS '{user}'@'%%' IDENTIFIED BY %s REQUIRE SSL",
+                f"ALTER USER '{user}'@'%%' IDENTIFIED BY %s REQUIRE SSL",
+            ):
+                conn.exec_driver_sql(statement, (app.password,))
+            conn.exec_driver_sql(f"GRANT {APP_GRANTS} ON `{name}`.* TO '{user}'@'%%'")
+    finally:
+        engine.dispose()
+    return user

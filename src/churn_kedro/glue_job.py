@@ -13,6 +13,7 @@ Job arguments (Glue passes its own too, e.g. --JOB_NAME, --TempDir: they are ign
   --force true             replace an object whose content changed since it was loaded
   --params K=V,K2=V2       further runtime parameters, as `kedro run --params`
 
+  --master-secret-id ID    (bootstrap_database.py only) the RDS master user's secret
   --db-ca-bundle URI       the CA bundle that verifies the database's TLS certificate (the
                            RDS global bundle deploy.sh uploads), local or s3://
 
@@ -77,6 +78,7 @@ def parse_arguments(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--force", default="false")
     parser.add_argument("--params", default="")
     parser.add_argument("--db-ca-bundle", dest="db_ca_bundle")
+    parser.add_argument("--master-secret-id", dest="master_secret_id")
     options = vars(parser.parse_known_args(argv)[0])
     try:
         from awsglue.utils import getResolvedOptions  # present on Glue only
@@ -162,3 +164,21 @@ def main(pipeline: str, script: str) -> None:
     """The wrappers' entry point: returns when the run succeeded, exits 1 when it failed."""
     if run_pipeline(pipeline, sys.argv[1:], script) != 0:
         sys.exit(1)
+
+
+def bootstrap_main() -> None:
+    """glue_wrappers/bootstrap_database.py: the application user of --db-secret-id, created
+    by the master user of --master-secret-id (churn_kedro.database.bootstrap_app_user)."""
+    from churn_kedro import database
+
+    logging.config.dictConfig(PLAIN_LOGGING)
+    options = parse_arguments(sys.argv[1:])
+    if not (options["master_secret_id"] and options["db_secret_id"]):
+        raise SystemExit("bootstrap: pass --master-secret-id and --db-secret-id")
+    try:
+        ca = local_copy(options["db_ca_bundle"]) if options["db_ca_bundle"] else None
+        user = database.bootstrap_app_user(options["master_secret_id"], options["db_secret_id"], ca)
+    except Exception as exc:  # the engine hides SQL parameters: no password in the message
+        logger.error("bootstrap failed: %s", exc)
+        sys.exit(1)
+    logger.info("application user %s ready", user)
