@@ -131,7 +131,7 @@ def test_a_wrapper_alone_runs_from_the_wheel_with_the_packaged_configuration(
     with tarfile.open(archive, "w:gz") as tar:
         for member in ("base", "aws", "logging.yml"):  # conf/local stays on the laptop
             tar.add(REPO / "conf" / member, arcname=f"conf/{member}")
-    boto3.client("s3").upload_file(str(archive), s3_bucket, "artifacts/conf-churn_kedro.tar.gz")
+    boto3.client("s3").upload_file(str(archive), s3_bucket, "glue/conf-churn_kedro.tar.gz")
     alone = tmp_path / "downloaded"
     alone.mkdir()
     (alone / "ingest_raw.py").write_text((REPO / "glue_wrappers/ingest_raw.py").read_text())
@@ -141,7 +141,7 @@ def test_a_wrapper_alone_runs_from_the_wheel_with_the_packaged_configuration(
     result = run(
         "ingest_raw.py",
         "--conf-source",
-        f"s3://{s3_bucket}/artifacts/conf-churn_kedro.tar.gz",
+        f"s3://{s3_bucket}/glue/conf-churn_kedro.tar.gz",
         wrapper_dir=alone,
     )
 

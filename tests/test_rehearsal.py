@@ -1,7 +1,7 @@
 """The seed's workflow, end to end, on this machine, wired as infra/template.yaml wires it.
 
 moto server plays S3, Secrets Manager, EventBridge (and SQS, standing in for the Glue
-workflow target); the real MariaDB plays RDS. The rules' event patterns, the Glue jobs'
+workflow target); a MariaDB that requires TLS plays RDS (tests/tls_mariadb.py). The rules' event patterns, the Glue jobs'
 arguments and the Lambda's environment are read from the template, so what runs here is
 what the stack runs:
 
@@ -74,7 +74,7 @@ class Stack:
         # (the rds fixture: a MariaDB that requires TLS, its certificate signed by a test CA)
         self.rds = rds
         self.secret_arn = secrets.create_secret(
-            Name=f"{STACK}/mysql", SecretString=json.dumps(rds["secret"])
+            Name=f"{STACK}/mysql-app-{uuid.uuid4().hex[:6]}", SecretString=json.dumps(rds["secret"])
         )["ARN"]
 
         # The two rules, their patterns from the template; an SQS queue per rule records
