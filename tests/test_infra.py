@@ -579,3 +579,107 @@ def test_the_api_offers_iam_authorization_access_logs_and_throttling(template):
     assert plan["Quota"]["Limit"] > 0
     (settings,) = stage["MethodSettings"]
     assert settings["ThrottlingRateLimit"] > 0  # the stage throttles signed callers too
+
+
+@pytest.mark.slow
+def test_the_glue_zip_of_wheels_is_the_pinned_closure_and_resolves_offline_for_glue_5(tmp_path):
+    """infra/wheelhouse.sh (what deploy.sh zips for the jobs): binary wheels only, each
+    loadable on Glue 5.0 (CPython 3.11, glibc 2.34, x86_64), at the pins of constraints.txt,
+    and the project wheel with its requirements installs from those files alone."""
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+    )
+    (project_wheel,) = tmp_path.glob("churn_kedro-*.whl")
+    house = tmp_path / "wheels"
+    subprocess.run(
+        ["bash", str(REPO / "infra" / "wheelhouse.sh"), str(house), str(project_wheel)],
+        check=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    pins = {
+        canonicalize_name(name): version
+        for name, _, version in (
+            line.partition("==")
+            for line in (REPO / "constraints.txt").read_text().splitlines()
+            if "==" in line
+        )
+    }
+    files = sorted(p.name for p in house.iterdir())
+    assert all(name.endswith(".whl") for name in files), files  # nothing to build on Glue
+    wheels = {}
+    for name in files:
+        dist, version, _, tags = parse_wheel_filename(name)
+        wheels[dist] = str(version)
+        fits = [
+            t.interpreter.startswith("py3")
+            if t.platform == "any"
+            else t.interpreter == "cp311"
+            and t.abi in ("cp311", "abi3", "none")
+            and (
+                t.platform == "manylinux2014_x86_64"
+                or (
+                    (m := re.fullmatch(r"manylinux_2_(\d+)_x86_64", t.platform))
+                    and int(m.group(1)) <= 34
+                )
+            )
+            for t in tags
+        ]
+        assert any(fits), f"{name}: no tag for CPython 3.11 on glibc 2.34 x86_64"
+        if dist != "churn-kedro":
+            assert pins.get(dist) == str(version), f"{name}: not the pinned {pins.get(dist)}"
+    assert {"numpy", "pandas", "pyarrow", "catboost", "pymysql", "cryptography"} <= set(wheels)
+
+    report = tmp_path / "report.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--dry-run",
+            "--ignore-installed",
+            "--no-index",
+            "--find-links",
+            str(house),
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+            "--platform",
+            "manylinux_2_34_x86_64",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--platform",
+            "manylinux2014_x86_64",
+            "--target",
+            str(tmp_path / "target"),
+            "--report",
+            str(report),
+            str(project_wheel),
+        ],
+        check=True,
+    )
+    installed = {
+        canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert installed == wheels  # the zip holds the closure, no more and no less
