@@ -108,8 +108,10 @@ def test_run_outputs(twice):
 
     for plot in ("roc", "pr", "calibration", "gains"):
         assert (project / f"data/08_reporting/{plot}.png").stat().st_size > 10_000
-    metrics = json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
-    assert metrics["promote"] is False and "roc_auc_delta" in metrics
+    report = json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
+    assert report["decision"]["promote"] is False and "roc_auc_delta" in report["decision"]
+    assert set(report["models"]) == {"logistic_regression", "random_forest", "catboost", "champion"}
+    assert all("brier" in m and "roc_auc_ci" in m for m in report["models"].values())
 
     champion, versions, _ = registry_state(project)
     card = json.loads(
@@ -149,6 +151,19 @@ def test_champion_that_cannot_score_counts_as_absent(twice, tmp_path):
     assert "treated as absent" in reason
     assert champion["version"] == versions[-1] != old_champion
     assert champion["history"][0]["version"] == old_champion
+
+
+@pytest.mark.parametrize("family", ["logistic_regression", "random_forest", "catboost"])
+def test_a_disabled_family_is_left_out(tmp_path, family):
+    project = make_project(tmp_path)
+    generate(project, "--rows", "1500", "--seed", "3", "--timestamp", STAMP)
+    params = f"{FAST_RETRAIN},data_science.families.{family}.enabled=false"
+    run(project, "kedro", "run", "--pipelines", "retrain", "--params", params)
+    champion, versions, benchmarks = registry_state(project)
+    assert len(versions) == 1
+    assert sorted(benchmarks["model"]) == sorted(
+        {"logistic_regression", "random_forest", "catboost"} - {family}
+    )
 
 
 def test_labels_that_are_noise_are_not_promoted(tmp_path):

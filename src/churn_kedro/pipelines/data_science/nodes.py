@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from churn_kedro.contracts import Candidate, Challenger, DisabledFamily, SearchSummary
 from churn_kedro.schema import Schema
 
 from .models import FAMILIES
@@ -38,16 +40,12 @@ def tune_model_family(
     settings: dict[str, Any],
     family_params: dict[str, Any],
     family: str,
-) -> dict[str, Any] | None:
+) -> Candidate | DisabledFamily:
     """Search the family's hyperparameters by stratified K-fold CV (ROC-AUC) within its
-    trial/time budget, then refit the best on the whole train split.
-
-    Returns the candidate: family, params, CV mean/std, out-of-fold probabilities of the
-    best trial (for the decision threshold) and the fitted Pipeline; None when disabled.
-    """
+    budget, then refit the best on the whole train split."""
     if not family_params.get("enabled", True):
         logger.info("%s: disabled", family)
-        return None
+        return DisabledFamily(family)
     schema = Schema.from_params(schema_params)
     X, y = train[schema.features], train[schema.target].to_numpy()
     seed, class_weight = settings["random_state"], settings["class_weight"]
@@ -83,11 +81,10 @@ def tune_model_family(
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
-    study.optimize(
-        objective,
-        n_trials=family_params.get("n_trials"),
-        timeout=family_params.get("timeout_seconds"),
-    )
+    started = time.perf_counter()
+    budget, cap = family_params.get("n_trials"), family_params.get("timeout_seconds")
+    study.optimize(objective, n_trials=budget, timeout=cap)
+    seconds = time.perf_counter() - started
     if "params" not in best:
         raise RuntimeError(f"{family}: no trial completed within its budget; raise timeout_seconds")
     model = build(
@@ -102,16 +99,50 @@ def tune_model_family(
         len(study.trials),
         best["params"],
     )
-    return {
-        "family": family,
-        "params": best["params"],
-        "cv_roc_auc": best["score"],
-        "cv_roc_auc_std": best["std"],
-        "cv_folds": settings["cv_folds"],
-        "n_trials": len(study.trials),
-        "oof_probability": best["oof"],
-        "model": model,
-    }
+    return Candidate(
+        family=family,
+        params=best["params"],
+        cv_roc_auc=best["score"],
+        cv_roc_auc_std=best["std"],
+        search=SearchSummary(
+            rows=len(y),
+            train_rows=len(y),
+            sampled=False,
+            folds=settings["cv_folds"],
+            trials=len(study.trials),
+            trial_budget=budget,
+            seconds=round(seconds, 1),
+            time_cap_seconds=cap,
+            time_cap_hit=budget is not None and len(study.trials) < budget,
+        ),
+        oof_probability=best["oof"],
+        oof_target=y,
+        model=model,
+    )
+
+
+# One plain node function per family (the families are code, their budgets and search
+# spaces parameters), so each tuning node has a real name and signature.
+def tune_logistic_regression(train, schema_params, settings, family_params):
+    """tune_model_family for logistic regression."""
+    return tune_model_family(train, schema_params, settings, family_params, "logistic_regression")
+
+
+def tune_random_forest(train, schema_params, settings, family_params):
+    """tune_model_family for the random forest."""
+    return tune_model_family(train, schema_params, settings, family_params, "random_forest")
+
+
+def tune_catboost(train, schema_params, settings, family_params):
+    """tune_model_family for CatBoost."""
+    return tune_model_family(train, schema_params, settings, family_params, "catboost")
+
+
+TUNERS = {
+    "logistic_regression": tune_logistic_regression,
+    "random_forest": tune_random_forest,
+    "catboost": tune_catboost,
+}
 
 
 def choose_threshold(y: np.ndarray, probability: np.ndarray, policy: dict[str, Any]) -> float:
@@ -131,23 +162,21 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, policy: dict[str, A
 
 
 def select_challenger(
-    train: pd.DataFrame, schema_params: dict[str, Any], settings: dict[str, Any], *candidates
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    settings: dict[str, Any], *tuned: Candidate | DisabledFamily
+) -> tuple[Challenger, dict[str, Candidate]]:
     """The best family by CV ROC-AUC (never by the holdout) becomes the challenger,
     with its decision threshold from its out-of-fold probabilities."""
-    tuned = {c["family"]: c for c in candidates if c is not None}
-    if not tuned:
+    candidates = {c.family: c for c in tuned if isinstance(c, Candidate)}
+    if not candidates:
         raise ValueError("every model family is disabled in parameters_data_science.yml")
-    best = max(tuned.values(), key=lambda c: c["cv_roc_auc"])
-    y = train[Schema.from_params(schema_params).target].to_numpy()
-    threshold = choose_threshold(y, best["oof_probability"], settings["threshold"])
+    best = max(candidates.values(), key=lambda c: c.cv_roc_auc)
+    policy = settings["threshold"]
+    threshold = choose_threshold(best.oof_target, best.oof_probability, policy)
     logger.info(
         "Challenger: %s (CV ROC-AUC %.4f), threshold %.3f by %s",
-        best["family"],
-        best["cv_roc_auc"],
+        best.family,
+        best.cv_roc_auc,
         threshold,
-        settings["threshold"]["policy"],
+        policy["policy"],
     )
-    challenger = {k: v for k, v in best.items() if k != "oof_probability"}
-    challenger.update(threshold=threshold, threshold_policy=settings["threshold"]["policy"])
-    return challenger, tuned
+    return Challenger(best, threshold, policy["policy"]), candidates
