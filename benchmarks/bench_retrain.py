@@ -110,15 +110,22 @@ def make_project(root: Path) -> Path:
     return root
 
 
-def oracle_auc(ids, labels, truth_path: Path) -> float:
+def oracle_probability(ids, truth_path: Path):
+    """The generator's true churn probability of each id."""
     import pandas as pd
-    from sklearn.metrics import roc_auc_score
 
     truth = pd.read_csv(truth_path, dtype={"customer_id": str}).drop_duplicates("customer_id")
-    probability = pd.Series(list(ids), dtype=str).map(
-        truth.set_index("customer_id")["churn_probability"]
+    return (
+        pd.Series(list(ids), dtype=str)
+        .map(truth.set_index("customer_id")["churn_probability"])
+        .to_numpy()
     )
-    return float(roc_auc_score(list(labels), probability))
+
+
+def oracle_auc(ids, labels, truth_path: Path) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(list(labels), oracle_probability(ids, truth_path)))
 
 
 def ours(project: Path, quick: bool) -> dict:
@@ -127,19 +134,35 @@ def ours(project: Path, quick: bool) -> dict:
     command = [str(BIN / "kedro"), "run", "--pipeline", "retrain"]
     if quick:
         command += ["--params", QUICK_BUDGETS]
-    wall, peak, _ = run_measured(command, project)
+    wall, peak, done = run_measured(command, project)
+    for line in done.stderr.splitlines():  # each family's search, as the run logged it
+        if "CV ROC-AUC" in line or "time cap" in line:
+            print("  " + line.split(": ", 1)[-1], flush=True)
     [card_path] = (project / "data/06_models/registry/versions").glob("*/card.json")
     card = json.loads(card_path.read_text())
     holdout = pd.read_parquet(project / "data/05_model_input/holdout.parquet")
+    truth = project / "data/truth" / SNAPSHOT
+    oracle = oracle_probability(holdout["customer_id"], truth)
+    y = holdout["churn"].to_numpy()
+    report = json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
+    for family, m in report.get("models", {}).items():
+        print(
+            f"  {family:<20} ROC-AUC {m['roc_auc']:.4f}  Brier {m['brier']:.4f}  "
+            f"calibration error {m.get('calibration_error', float('nan')):.4f}  "
+            f"mean predicted {m.get('mean_predicted', float('nan')):.3f}",
+            flush=True,
+        )
     return {
         "wall_s": wall,
         "peak_mib": peak,
         "family": card["family"],
         "holdout_roc_auc": card["metrics"]["roc_auc"],
+        "holdout_brier": card["metrics"]["brier"],
+        "holdout_calibration_error": card["metrics"].get("calibration_error", float("nan")),
         "holdout_rows": len(holdout),
-        "oracle_on_holdout": oracle_auc(
-            holdout["customer_id"], holdout["churn"], project / "data/truth" / SNAPSHOT
-        ),
+        "oracle_on_holdout": oracle_auc(holdout["customer_id"], y, truth),
+        "oracle_brier": float(((oracle - y) ** 2).mean()),
+        "search": card.get("search"),
     }
 
 
@@ -292,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['holdout_roc_auc']:12.4f} {r['oracle_on_holdout']:19.4f}"
         )
     ours_r, base_r = results["ours (kedro retrain)"], results.get("seed-style baseline")
+    print(
+        f"ours: Brier {ours_r['holdout_brier']:.4f} (oracle {ours_r['oracle_brier']:.4f} on the "
+        f"same rows), calibration error {ours_r['holdout_calibration_error']:.4f}; "
+        f"challenger's search: {ours_r['search']}"
+    )
     if base_r is None:
         print(
             f"oracle - ours AUC {ours_r['oracle_on_holdout'] - ours_r['holdout_roc_auc']:+.4f} "

@@ -20,6 +20,7 @@ from churn_kedro.pipelines.model_promotion.nodes import decide_promotion
 GATE = {
     "confidence_level": 0.95,
     "floor": 0.6,
+    "max_calibration_error": 0.05,
     "min_delta": 0.005,
     "significance_level": 0.05,
     "brier_tolerance": 0.005,
@@ -121,12 +122,31 @@ def test_brier_guardrail_rejects_a_better_ranking_with_worse_probabilities(holdo
     y, strong, weak = holdout
     inflated = 0.5 + strong / 2  # the same ranking as strong, far too high
     decision = decide_promotion(
-        _scores(y, inflated, ScoredChampion("v1", weak, 0.3)), _challenger(), GATE
+        _scores(y, inflated, ScoredChampion("v1", weak, 0.3)),
+        _challenger(),
+        {**GATE, "max_calibration_error": 1.0},  # this test alone
     )
     assert not decision.promote
+    assert decision.reason.count(";") == 0
     assert decision.roc_auc_delta > 0.05 and decision.p_value < 1e-6
     assert "Brier score" in decision.reason and "beyond the tolerance 0.005" in decision.reason
     assert decision.brier_change > 0.005
+
+
+def test_calibration_rejects_probabilities_that_are_not_churn_rates(holdout):
+    y, strong, _ = holdout
+    inflated = 0.5 + strong / 2
+    decision = decide_promotion(
+        _scores(y, inflated, AbsentChampion(None, "no champion yet")), _challenger(), GATE
+    )
+    assert not decision.promote
+    assert decision.challenger["calibration_error_ci"][0] > 0.05
+    assert "is above the maximum 0.05: its probabilities are not churn rates" in decision.reason
+    assert f"holdout churn rate {y.mean():.3f}" in decision.reason
+    # the same ranking, calibrated: promoted
+    assert decide_promotion(
+        _scores(y, strong, AbsentChampion(None, "no champion yet")), _challenger(), GATE
+    ).promote
 
 
 def _candidate(family, cv, oof, target):

@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from churn_kedro.contracts import Candidate, Challenger, DisabledFamily, SearchSummary
 from churn_kedro.schema import Schema
@@ -34,6 +34,20 @@ def _suggest(trial: optuna.Trial, name: str, spec: dict[str, Any]) -> Any:
     raise ValueError(f"search space of {name!r}: unknown type {kind!r} (float, int or categorical)")
 
 
+def search_rows(
+    X: pd.DataFrame, y: np.ndarray, max_rows: int | None, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows the search cross-validates on: all of them, or a stratified sample of
+    ``max_rows`` when the train split is larger (the refit still uses every row)."""
+    if not max_rows or len(y) <= max_rows:
+        return X, y
+    rows, _ = train_test_split(
+        np.arange(len(y)), train_size=max_rows, stratify=y, random_state=seed
+    )
+    rows = np.sort(rows)
+    return X.iloc[rows], y[rows]
+
+
 def tune_model_family(
     train: pd.DataFrame,
     schema_params: dict[str, Any],
@@ -41,14 +55,21 @@ def tune_model_family(
     family_params: dict[str, Any],
     family: str,
 ) -> Candidate | DisabledFamily:
-    """Search the family's hyperparameters by stratified K-fold CV (ROC-AUC) within its
-    budget, then refit the best on the whole train split."""
+    """Search the family's hyperparameters by stratified K-fold CV (ROC-AUC) for its
+    trial budget, then refit the best on the whole train split.
+
+    The budget is a number of trials, so the same data and parameters give the same
+    model on any machine; ``time_cap_seconds`` is only a safety cap, logged (and
+    recorded in the card) when it stops the search early. On a train split larger than
+    ``search.max_rows`` the search sees a stratified sample of that many rows.
+    """
     if not family_params.get("enabled", True):
         logger.info("%s: disabled", family)
         return DisabledFamily(family)
     schema = Schema.from_params(schema_params)
-    X, y = train[schema.features], train[schema.target].to_numpy()
+    X_all, y_all = train[schema.features], train[schema.target].to_numpy()
     seed, class_weight = settings["random_state"], settings["class_weight"]
+    X, y = search_rows(X_all, y_all, (settings.get("search") or {}).get("max_rows"), seed)
     folds = list(StratifiedKFold(settings["cv_folds"], shuffle=True, random_state=seed).split(X, y))
     build = FAMILIES[family]
     best: dict[str, Any] = {"score": -np.inf}
@@ -81,22 +102,37 @@ def tune_model_family(
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
+    budget, cap = int(family_params["n_trials"]), family_params.get("time_cap_seconds")
     started = time.perf_counter()
-    budget, cap = family_params.get("n_trials"), family_params.get("timeout_seconds")
     study.optimize(objective, n_trials=budget, timeout=cap)
     seconds = time.perf_counter() - started
+    cap_hit = len(study.trials) < budget
+    if cap_hit:
+        logger.warning(
+            "%s: the time cap of %s s stopped the search after %d of %d trials; the result "
+            "depends on this machine's speed (raise time_cap_seconds or lower n_trials)",
+            family,
+            cap,
+            len(study.trials),
+            budget,
+        )
     if "params" not in best:
-        raise RuntimeError(f"{family}: no trial completed within its budget; raise timeout_seconds")
+        raise RuntimeError(
+            f"{family}: no trial completed within the time cap of {cap} s; raise time_cap_seconds"
+        )
     model = build(
         schema.numeric_features, schema.categorical_features, best["params"], seed, class_weight
     )
-    model.fit(X, y)
+    model.fit(X_all, y_all)
     logger.info(
-        "%s: CV ROC-AUC %.4f ± %.4f after %d trials, params %s",
+        "%s: CV ROC-AUC %.4f ± %.4f after %d trials in %.0f s on %d of %d train rows, params %s",
         family,
         best["score"],
         best["std"],
         len(study.trials),
+        seconds,
+        len(y),
+        len(y_all),
         best["params"],
     )
     return Candidate(
@@ -106,14 +142,14 @@ def tune_model_family(
         cv_roc_auc_std=best["std"],
         search=SearchSummary(
             rows=len(y),
-            train_rows=len(y),
-            sampled=False,
+            train_rows=len(y_all),
+            sampled=len(y) < len(y_all),
             folds=settings["cv_folds"],
             trials=len(study.trials),
             trial_budget=budget,
             seconds=round(seconds, 1),
             time_cap_seconds=cap,
-            time_cap_hit=budget is not None and len(study.trials) < budget,
+            time_cap_hit=cap_hit,
         ),
         oof_probability=best["oof"],
         oof_target=y,

@@ -30,13 +30,29 @@ from .metrics import holdout_metrics, paired_auc_test
 logger = logging.getLogger(__name__)
 
 
+def holdout_split(split_params: dict[str, Any]) -> dict[str, Any]:
+    """The split a model's holdout came from, as its card records it."""
+    return {"salt": split_params["holdout_salt"], "fraction": split_params["holdout_fraction"]}
+
+
 def _champion_scores(
-    champion: dict[str, Any] | None, holdout: pd.DataFrame, schema: Schema
+    champion: dict[str, Any] | None,
+    holdout: pd.DataFrame,
+    schema: Schema,
+    split: dict[str, Any],
 ) -> ScoredChampion | AbsentChampion:
     """Score the champion on the holdout, or say why it cannot (then it counts as absent)."""
     if champion is None:
         return AbsentChampion(None, "no champion yet")
     version, card = champion["version"], champion["card"]
+    trained_split = card.get("data", {}).get("split")
+    if trained_split != split:
+        # Its training rows may be in this holdout: the comparison would favour it.
+        return AbsentChampion(
+            version,
+            f"champion {version} was trained with another holdout split "
+            f"({_describe_split(trained_split)}; now {_describe_split(split)})",
+        )
     old_target = card.get("schema", {}).get("target", {})
     if old_target and (
         old_target.get("column") != schema.target
@@ -56,11 +72,18 @@ def _champion_scores(
     return ScoredChampion(version, probability, float(card["threshold"]))
 
 
+def _describe_split(split: dict[str, Any] | None) -> str:
+    if not split:
+        return "none recorded"
+    return f"salt {split['salt']!r}, fraction {split['fraction']}"
+
+
 def score_holdout(
     candidates: dict[str, Candidate],
     champion: dict[str, Any] | None,
     holdout: pd.DataFrame,
     schema_params: dict[str, Any],
+    split_params: dict[str, Any],
 ) -> HoldoutScores:
     """Every tuned family and the serving champion, scored on the same holdout rows."""
     schema = Schema.from_params(schema_params)
@@ -68,7 +91,7 @@ def score_holdout(
     return HoldoutScores(
         target=holdout[schema.target].to_numpy(),
         candidates={f: c.model.predict_proba(X)[:, 1] for f, c in candidates.items()},
-        champion=_champion_scores(champion, holdout, schema),
+        champion=_champion_scores(champion, holdout, schema, holdout_split(split_params)),
     )
 
 
@@ -76,9 +99,9 @@ def decide_promotion(
     scores: HoldoutScores, challenger: Challenger, gate: dict[str, Any]
 ) -> Decision:
     """The promotion gate (docs/architecture.md, "Promotion gate"); every threshold comes from parameters."""
-    y, level = scores.target, gate["confidence_level"]
+    y, level, bins = scores.target, gate["confidence_level"], gate["calibration_bins"]
     challenger_p = scores.candidates[challenger.family]
-    metrics = holdout_metrics(y, challenger_p, challenger.threshold, level)
+    metrics = holdout_metrics(y, challenger_p, challenger.threshold, level, bins)
     low, high = metrics["roc_auc_ci"]
     failures, notes = [], []
     if low < gate["floor"]:
@@ -86,6 +109,14 @@ def decide_promotion(
             f"challenger ROC-AUC {metrics['roc_auc']:.4f} ({level:.0%} CI {low:.4f}-{high:.4f}) "
             f"has its lower bound below the floor {gate['floor']}"
             + (": no better than chance on this data" if low < 0.5 else "")
+        )
+    ece, (ece_low, ece_high) = metrics["calibration_error"], metrics["calibration_error_ci"]
+    if ece_low > gate["max_calibration_error"]:
+        failures.append(
+            f"calibration error {ece:.4f} ({level:.0%} CI {ece_low:.4f}-{ece_high:.4f}) is above "
+            f"the maximum {gate['max_calibration_error']}: its probabilities are not churn rates "
+            f"(mean predicted {metrics['mean_predicted']:.3f}, holdout churn rate "
+            f"{metrics['positive_rate']:.3f})"
         )
     champion = scores.champion
     if isinstance(champion, AbsentChampion):
@@ -96,7 +127,7 @@ def decide_promotion(
             )
         champion_metrics = delta = p_value = brier_change = None
     else:
-        champion_metrics = holdout_metrics(y, champion.probability, champion.threshold, level)
+        champion_metrics = holdout_metrics(y, champion.probability, champion.threshold, level, bins)
         delta, p_value = paired_auc_test(y, challenger_p, champion.probability)
         brier_change = metrics["brier"] - champion_metrics["brier"]
         vs = f"champion {champion.version} ({champion_metrics['roc_auc']:.4f})"
@@ -138,19 +169,20 @@ def evaluate_models(
 ) -> dict[str, dict[str, Any]]:
     """Holdout metrics of every candidate (the challenger at its threshold, the others at
     0.5) and of the champion when it could be scored: the evaluation report's numbers."""
-    level = gate["confidence_level"]
+    level, bins = gate["confidence_level"], gate["calibration_bins"]
     report = {
         family: holdout_metrics(
             scores.target,
             p,
             challenger.threshold if family == challenger.family else 0.5,
             level,
+            bins,
         )
         for family, p in scores.candidates.items()
     }
     if isinstance(scores.champion, ScoredChampion):
         report["champion"] = holdout_metrics(
-            scores.target, scores.champion.probability, scores.champion.threshold, level
+            scores.target, scores.champion.probability, scores.champion.threshold, level, bins
         )
     return report
 
@@ -187,8 +219,10 @@ def model_card(
     train: pd.DataFrame,
     holdout: pd.DataFrame,
     schema_params: dict[str, Any],
+    split_params: dict[str, Any],
 ) -> dict[str, Any]:
-    """The version's card: what it is, what it was trained on, how it scored, the decision."""
+    """The version's card: what it is, what it was trained on (and which holdout split
+    it must be judged on), what its search saw, how it scored, the decision."""
     schema = Schema.from_params(schema_params)
     candidate = challenger.candidate
     return {
@@ -215,6 +249,7 @@ def model_card(
             "fingerprint": fingerprint(pd.concat([train, holdout])),
             "training_rows": int(len(train)),
             "holdout_rows": int(len(holdout)),
+            "split": holdout_split(split_params),
         },
         "decision": {
             "promote": decision.promote,
@@ -242,7 +277,10 @@ def benchmark_rows(
             "role": role,
             "cv_roc_auc": cv,
             "holdout_roc_auc": metrics["roc_auc"],
+            "holdout_log_loss": metrics["log_loss"],
             "holdout_brier": metrics["brier"],
+            "holdout_calibration_error": metrics["calibration_error"],
+            "holdout_mean_predicted": metrics["mean_predicted"],
             "holdout_average_precision": metrics["average_precision"],
             "decision": outcome,
             "reason": reason,

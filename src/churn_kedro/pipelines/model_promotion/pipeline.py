@@ -17,7 +17,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 score_holdout,
-                inputs=["model_candidates", "champion_model", "holdout_set", "params:schema"],
+                inputs=[
+                    "model_candidates",
+                    "champion_model",
+                    "holdout_set",
+                    "params:schema",
+                    "params:data_processing",
+                ],
                 outputs="holdout_scores",
                 name="score_holdout",
             ),
@@ -44,6 +50,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "train_set",
                     "holdout_set",
                     "params:schema",
+                    "params:data_processing",
                 ],
                 outputs="model_card",
                 name="model_card",

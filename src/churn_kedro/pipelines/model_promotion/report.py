@@ -15,6 +15,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from churn_kedro.contracts import Decision, HoldoutScores, ScoredChampion
 
+from .metrics import calibration_error
+
 
 def _curves(scores: HoldoutScores, decision: Decision) -> dict[str, np.ndarray]:
     family = decision.challenger_family
@@ -22,6 +24,10 @@ def _curves(scores: HoldoutScores, decision: Decision) -> dict[str, np.ndarray]:
     if isinstance(scores.champion, ScoredChampion):
         curves[f"champion ({scores.champion.version})"] = scores.champion.probability
     return curves
+
+
+def _ece(y: np.ndarray, p: np.ndarray, params: dict[str, Any]) -> float:
+    return calibration_error(y, p, params["calibration_bins"])
 
 
 def _gains(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +57,9 @@ def plot_evaluation(
         observed, predicted = calibration_curve(
             y, p, n_bins=params["calibration_bins"], strategy="quantile"
         )
-        figures["calibration"][1].plot(predicted, observed, marker="o", label=label)
+        figures["calibration"][1].plot(
+            predicted, observed, marker="o", label=f"{label}, ECE {_ece(y, p, params):.3f}"
+        )
         share, gain = _gains(y, p)
         gains_ax.plot(share, gain, label=label)
         lift_ax.plot(share, gain / share, label=label)
