@@ -88,6 +88,8 @@ def holdout_probabilities(project, version):
         (project / f"data/06_models/registry/versions/{version}/card.json").read_text()
     )
     model = joblib.load(project / f"data/06_models/registry/versions/{version}/model.joblib")
+    if hasattr(model[-1], "n_jobs"):
+        model[-1].n_jobs = 1  # a forest's threads would sum its trees in varying order
     return holdout, model.predict_proba(holdout[card["features"]])[:, 1]
 
 
@@ -97,6 +99,11 @@ def test_two_retrains_of_the_same_data_register_the_same_model(twice):
     _, first = holdout_probabilities(project, versions[0])
     _, second = holdout_probabilities(project, versions[1])
     assert (first == second).all()
+    cards = [
+        json.loads((project / f"data/06_models/registry/versions/{v}/card.json").read_text())
+        for v in versions
+    ]
+    assert cards[0]["params"] == cards[1]["params"] and cards[0]["cv"] == cards[1]["cv"]
 
 
 def test_the_champion_probabilities_are_churn_rates(twice):
@@ -145,6 +152,9 @@ def test_run_outputs(twice):
         (project / f"data/06_models/registry/versions/{versions[0]}/card.json").read_text()
     )
     assert card["data"]["split"] == {"salt": "churn-holdout-v1", "fraction": 0.2}
+    # the serving form of the calibrated model matches the Pipeline
+    assert card["serving"]["servable"] is True
+    assert card["serving"]["max_abs_difference"] <= 1e-9
     assert card["search"]["trials"] == card["search"]["trial_budget"]
     assert card["search"]["time_cap_hit"] is False
     assert card["search"]["rows"] == card["search"]["train_rows"] == card["data"]["training_rows"]

@@ -62,10 +62,6 @@ BENCHMARK_COLUMNS = (
 )
 
 
-def _card_name(registry: ModelRegistry, version: str) -> str:
-    return registry.fs.unstrip_protocol(registry.version_path(version, CARD_FILE))
-
-
 def _with_ci(metrics: dict, name: str) -> str:
     low, high = metrics[f"{name}_ci"]
     return f"{metrics[name]:.4f} (CI {low:.4f}-{high:.4f})"
@@ -81,6 +77,10 @@ def _proper_scores(metrics: dict) -> list[str]:
         f"  calibration error {_with_ci(metrics, 'calibration_error')}: mean predicted "
         f"{metrics['mean_predicted']:.3f} for a churn rate of {metrics['positive_rate']:.3f}",
     ]
+
+
+def _card_name(registry: ModelRegistry, version: str) -> str:
+    return registry.fs.unstrip_protocol(registry.version_path(version, CARD_FILE))
 
 
 def _status(registry: ModelRegistry) -> str:
@@ -116,11 +116,14 @@ def _last_run(runs) -> list[str]:
         cv = "" if row.cv_roc_auc != row.cv_roc_auc else f"CV {row.cv_roc_auc:.4f}  "
         brier = getattr(row, "holdout_brier", float("nan"))
         ece = getattr(row, "holdout_calibration_error", float("nan"))
-        scores = ("" if brier != brier else f"  Brier {brier:.4f}") + (
-            "" if ece != ece else f"  calibration error {ece:.4f}"
+        scores = "".join(
+            f"  {name} {value:.4f}"
+            for name, value in (("Brier", brier), ("calibration error", ece))
+            if value == value  # rows written before these columns existed have NaN
         )
         lines.append(
-            f"  {row.model:<20} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}{scores}  {row.decision}"
+            f"  {row.model:<20} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}{scores}  "
+            f"{row.decision}"
         )
     challenger = last[last["role"] == "challenger"]
     if len(challenger):
