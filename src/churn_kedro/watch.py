@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from churn_kedro.config import configure_logging
 
-    configure_logging(args.project.resolve())
+    configure_logging(args.project.resolve() / "conf")
     try:
         return watch(args.project.resolve(), args.env, args.interval, args.once)
     except KeyboardInterrupt:
