@@ -375,6 +375,12 @@ def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, A
                             "properties": {
                                 "status": {"type": "string", "enum": ["ok"]},
                                 "model_version": {"type": "string"},
+                                "warning": {
+                                    "type": "string",
+                                    "description": "present when the model served may not "
+                                    "be the registry's champion (champion.json missing or "
+                                    "unreadable, the new champion cannot be loaded)",
+                                },
                             },
                         },
                         "a champion is loaded",
