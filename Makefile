@@ -4,8 +4,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
-# Kedro 1.7 warns about its own internals on every run; keep the output readable.
-export PYTHONWARNINGS := ignore::DeprecationWarning,ignore:register_new_resolver:UserWarning
 
 .PHONY: run test test-fast lint serve viz bench watch constraints clean
 
@@ -19,9 +17,9 @@ $(BIN)/kedro: requirements.txt requirements-dev.txt constraints.txt pyproject.to
 venv: $(BIN)/kedro
 
 run: $(BIN)/kedro
-	$(BIN)/kedro run --pipeline ingest_raw
-	$(BIN)/kedro run --pipeline retrain $(RETRAIN_ARGS)
-	$(BIN)/kedro run --pipeline ingest_processed
+	$(BIN)/kedro run --pipelines ingest_raw
+	$(BIN)/kedro run --pipelines retrain $(RETRAIN_ARGS)
+	$(BIN)/kedro run --pipelines ingest_processed
 	$(BIN)/churn-registry status
 
 test: lint

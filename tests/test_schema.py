@@ -137,6 +137,28 @@ def test_fingerprint_changes_with_content(schema):
     assert fingerprint(a) == fingerprint(a.copy()) != fingerprint(b)
 
 
+def test_unquoted_yes_no_in_the_schema_stops_with_the_fix():
+    params = yaml.safe_load(
+        """
+        id_column: id
+        target: {column: churn, positive: Yes, negative: No}
+        numeric_features: {age: {}}
+        categorical_features:
+          paperless: {values: [Yes, No]}
+          code: {values: ["A", 1]}
+          grade: {values: [1, 2, 3]}
+        """
+    )
+    with pytest.raises(ValueError) as failure:
+        Schema.from_params(params)
+    message = str(failure.value)
+    assert "target.positive: True" in message and "target.negative: False" in message
+    assert "categorical_features.paperless.values: [True, False]" in message
+    assert "categorical_features.code.values: ['A', 1]" in message
+    assert "grade" not in message  # numbers alone are a numeric code, read as text
+    assert 'quote them as they appear in the files, e.g. positive: "Yes"' in message
+
+
 def test_ids_longer_than_the_maximum_are_rejected(schema):
     assert schema.id_max_length == 128  # conf/base/parameters.yml: the database column's width
     longest, too_long = "L" * 128, "L" * 129

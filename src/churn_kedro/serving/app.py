@@ -204,7 +204,10 @@ class Application:
 
     def health(self, headers, body) -> Response:
         version = self.champions.get()["version"]
-        return self._answer(200, {"status": "ok", "model_version": version}, version)
+        answer = {"status": "ok", "model_version": version}
+        if self.champions.warning:  # serving the last good model, not what the registry says
+            answer["warning"] = self.champions.warning
+        return self._answer(200, answer, version)
 
     def model(self, headers, body) -> Response:
         champion = self.champions.get()
@@ -372,6 +375,11 @@ def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, A
                             "properties": {
                                 "status": {"type": "string", "enum": ["ok"]},
                                 "model_version": {"type": "string"},
+                                "warning": {
+                                    "type": "string",
+                                    "description": "present when the registry cannot be "
+                                    "read and the last champion read is served",
+                                },
                             },
                         },
                         "a champion is loaded",
