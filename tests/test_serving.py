@@ -511,6 +511,15 @@ def test_a_lone_surrogate_character_in_a_lambda_event_body_is_a_400(registry):
     response = handler(rest_v1_event("POST", "/predict", body), None, app=app)
     assert response["statusCode"] == 400, response
     assert "not valid JSON" in json.loads(response["body"])["error"]["message"]
+    # a body flagged base64 that is not
+    event = {
+        **rest_v1_event("POST", "/predict", "{}"),
+        "body": "not*base64",
+        "isBase64Encoded": True,
+    }
+    response = handler(event, None, app=app)
+    assert response["statusCode"] == 400
+    assert "not valid base64" in json.loads(response["body"])["error"]["message"]
     # and a path holding one is a 404 that can still be written
     response = handler(rest_v1_event("GET", "/\udc80x", None), None, app=app)
     assert response["statusCode"] == 404 and json.loads(response["body"])["error"]["status"] == 404
@@ -934,7 +943,7 @@ def test_serving_imports_neither_kedro_nor_training_code(registry):
         "r = handler({'httpMethod': 'POST', 'path': '/predict', 'headers': {'content-type': 'application/json'},"
         f" 'body': json.dumps({{'instances': [{GOOD!r}]}})}})\n"
         "assert r['statusCode'] == 200, r\n"
-        "heavy = sorted(m for m in ('kedro', 'sklearn', 'pandas', 'catboost', 'joblib', 'churn_kedro.pipelines',"
+        "heavy = sorted(m for m in ('kedro', 'sklearn', 'pandas', 'catboost', 'joblib', 'waitress', 'churn_kedro.pipelines',"
         " 'churn_kedro.schema') if m in sys.modules)\n"
         "print(json.dumps(heavy))\n"
     )
