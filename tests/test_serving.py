@@ -525,6 +525,22 @@ def test_a_lone_surrogate_character_in_a_lambda_event_body_is_a_400(registry):
     assert response["statusCode"] == 404 and json.loads(response["body"])["error"]["status"] == 404
 
 
+def test_the_id_length_comes_from_the_card(registry):
+    from churn_kedro.serving.validation import RequestError, check_instances
+
+    short = card("v", "catboost")
+    short["schema"] = {**short["schema"], "id_max_length": 4}
+    for good in (1234, -123, "abcd"):  # the fast path and the row-by-row one agree
+        assert check_instances({"instances": [{**GOOD, "customer_id": good}]}, short, 10)
+    for bad in (12345, -1234, "abcde"):
+        with pytest.raises(RequestError, match="5 characters, longer than the maximum of 4"):
+            check_instances({"instances": [{**GOOD, "customer_id": bad}]}, short, 10)
+    older = card("v", "catboost")  # a card written before the schema had id_max_length
+    del older["schema"]["id_max_length"]
+    with pytest.raises(RequestError, match="longer than the maximum of 128"):
+        check_instances({"instances": [{**GOOD, "customer_id": "x" * 129}]}, older, 10)
+
+
 def test_a_long_valid_id_and_a_valid_surrogate_pair_are_served(server):
     ids = ["x" * 128, "emoji \U0001f600", " padded ", 10**127]
     status, answer, _ = server.request(
