@@ -123,7 +123,8 @@ def create_engine(url: str | sa.URL, **kwargs) -> sa.Engine:
         if "ssl_ca" in url.query and not Path(url.query["ssl_ca"]).is_file():
             raise FileNotFoundError(f"ssl_ca: no CA bundle at {url.query['ssl_ca']}")
     # hide_parameters: an error or a log line never carries a statement's values (customer rows)
-    return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+    kwargs.setdefault("hide_parameters", True)
+    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 def create_tables(engine: sa.Engine, schema: Schema | None = None) -> sa.MetaData:

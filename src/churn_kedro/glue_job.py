@@ -53,7 +53,6 @@ PLAIN_LOGGING = {
     "loggers": {
         "kedro": {"level": "WARNING"},
         "kedro.runner": {"level": "INFO"},
-        "kedro.validation": {"level": "ERROR"},
         "churn_kedro": {"level": "INFO"},
     },
     "root": {"level": "WARNING", "handlers": ["stderr"]},

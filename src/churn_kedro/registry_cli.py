@@ -62,6 +62,23 @@ BENCHMARK_COLUMNS = (
 )
 
 
+def _with_ci(metrics: dict, name: str) -> str:
+    low, high = metrics[f"{name}_ci"]
+    return f"{metrics[name]:.4f} (CI {low:.4f}-{high:.4f})"
+
+
+def _proper_scores(metrics: dict) -> list[str]:
+    """Log loss, Brier score and calibration error with their intervals (cards written
+    before these were recorded show the Brier score alone)."""
+    if "calibration_error" not in metrics:
+        return [f"  Brier {metrics['brier']:.4f}"]
+    return [
+        f"  log loss {_with_ci(metrics, 'log_loss')}, Brier {_with_ci(metrics, 'brier')}",
+        f"  calibration error {_with_ci(metrics, 'calibration_error')}: mean predicted "
+        f"{metrics['mean_predicted']:.3f} for a churn rate of {metrics['positive_rate']:.3f}",
+    ]
+
+
 def _card_name(registry: ModelRegistry, version: str) -> str:
     return registry.fs.unstrip_protocol(registry.version_path(version, CARD_FILE))
 
@@ -75,11 +92,11 @@ def _status(registry: ModelRegistry) -> str:
         card = registry.card(champion["version"])
         with _fields_of(_card_name(registry, champion["version"])):
             m = card["metrics"]
-            low, high = m["roc_auc_ci"]
             lines += [
                 f"Champion: {champion['version']} ({card['family']}), since {champion.get('promoted_at')}",
-                f"  holdout ROC-AUC {m['roc_auc']:.4f} (CI {low:.4f}-{high:.4f}), Brier {m['brier']:.4f}, "
-                f"average precision {m['average_precision']:.4f}, threshold {card['threshold']:.3f}",
+                f"  holdout ROC-AUC {_with_ci(m, 'roc_auc')}, average precision "
+                f"{m['average_precision']:.4f}, threshold {card['threshold']:.3f}",
+                *_proper_scores(m),
                 f"  trained on {card['data']['training_rows']} rows of {card['data']['source_file']}",
             ]
     runs = registry.benchmarks()
@@ -97,8 +114,16 @@ def _last_run(runs) -> list[str]:
     lines = [f"Last run {last['run_at'].iloc[0]} on {last['snapshot'].iloc[0]}:"]
     for row in last.itertuples():
         cv = "" if row.cv_roc_auc != row.cv_roc_auc else f"CV {row.cv_roc_auc:.4f}  "
+        brier = getattr(row, "holdout_brier", float("nan"))
+        ece = getattr(row, "holdout_calibration_error", float("nan"))
+        scores = "".join(
+            f"  {name} {value:.4f}"
+            for name, value in (("Brier", brier), ("calibration error", ece))
+            if value == value  # rows written before these columns existed have NaN
+        )
         lines.append(
-            f"  {row.model:<20} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}  {row.decision}"
+            f"  {row.model:<20} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}{scores}  "
+            f"{row.decision}"
         )
     challenger = last[last["role"] == "challenger"]
     if len(challenger):

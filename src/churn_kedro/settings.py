@@ -6,6 +6,10 @@ from omegaconf.resolvers import oc
 
 from churn_kedro.config import ConfigLoader
 from churn_kedro.database import secret_reference
+from churn_kedro.hooks import MlflowTracking
+
+# MLflow tracking of retrain runs: off unless tracking.mlflow.enabled (parameters.yml)
+HOOKS = (MlflowTracking(),)
 
 CONFIG_LOADER_CLASS = ConfigLoader
 # The aws environment reads its bucket from the environment (CHURN_BUCKET), so the
