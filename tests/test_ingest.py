@@ -17,9 +17,9 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from churn_kedro.datasets import IngestionDatabaseDataset, SnapshotObjectsDataset
+from churn_kedro.ingestion.run import IngestionError
 from churn_kedro.pipelines.ingest_processed import create_pipeline as processed_pipeline
 from churn_kedro.pipelines.ingest_raw import create_pipeline as raw_pipeline
-from churn_kedro.pipelines.ingest_raw.nodes import IngestionError
 from churn_kedro.schema import Schema, validate_frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,10 +170,11 @@ def test_kedro_run_names_the_broken_file_and_exits_non_zero_after_loading_the_ot
         HEADER.replace(",", ";") + "1;30;1.0;auto;0;0\n",
     )
 
-    result = run(project, "kedro", "run", "--pipeline", "ingest_raw", check=False)
+    result = run(project, "kedro", "run", "--pipelines", "ingest_raw", check=False)
 
     assert result.returncode != 0
     assert "insurance_data_2026-10-01_00-00-00.csv: missing required column(s)" in result.stderr
+    assert "Warning" not in result.stderr  # no deprecation noise with the documented form
     with sqlite3.connect(project / "data/churn.db") as conn:
         logged = conn.execute(
             "SELECT source_file, rows_loaded, rows_rejected FROM ingestion_log"
@@ -363,3 +364,140 @@ def test_an_id_padded_with_spaces_in_one_chunk_is_the_same_id_in_another(tmp_pat
     assert {r[0] for r in query(tmp_path, "SELECT customer_id FROM policies_raw")} == set(
         whole.valid["customer_id"]
     )
+
+
+def test_a_copy_that_keeps_size_and_mtime_is_still_seen_as_changed(tmp_path):
+    path = snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + good_rows(1, 30))
+    ingest(tmp_path)
+    stat = path.stat()
+    text = path.read_text()
+    swapped = text.replace("\n1,", "\n9,", 1)  # the same size, other content
+    assert len(swapped) == len(text) and swapped != text
+    path.write_text(swapped)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as cp -p / rsync -t / touch -r
+
+    with pytest.raises(IngestionError, match="changed since it was loaded.*force=true"):
+        ingest(tmp_path)
+
+
+def test_reload_loads_unchanged_objects_again_in_one_transaction(tmp_path):
+    first = snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + good_rows(1, 30))
+    snapshot(tmp_path / "raw", "2026-11-02_06-00-00", HEADER + good_rows(100, 5))
+    ingest(tmp_path)
+
+    one = ingest(tmp_path, reload=first.name)
+    assert [(r["source_file"], r["status"]) for r in one["loaded"]] == [
+        (f"raw/{first.name}", "replaced")
+    ]
+    assert one["skipped"] == ["raw/insurance_data_2026-11-02_06-00-00.csv"]
+    assert count(tmp_path, "policies_raw") == 35 and count(tmp_path, "ingestion_log") == 2
+
+    every = ingest(tmp_path, reload="all")
+    assert len(every["loaded"]) == 2 and every["skipped"] == []
+    assert count(tmp_path, "policies_raw") == 35
+
+    with pytest.raises(IngestionError, match="nope.csv: no such object"):
+        ingest(tmp_path, reload=["nope.csv"])
+
+
+def test_staging_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
+    from churn_kedro.ingestion.store import STAGING_PREFIX, remove_stale_staging
+
+    dead = tmp_path / f"{STAGING_PREFIX}999999999-abc"  # no such process
+    live = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-def"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "0.csv").write_text("validated customer rows\n")
+
+    assert remove_stale_staging(str(tmp_path)) == [dead.name]
+    assert not dead.exists() and (live / "0.csv").exists()
+
+
+def oversized_rows() -> str:
+    """Row 2 has a 100 KB category, row 3 a 10 MB number cell; rows 1 and 4 are good."""
+    return (
+        HEADER
+        + good_rows(1, 1)
+        + f"2,30,100.0,{'x' * 100_000},0,0\n"
+        + f"3,{'9' * 10_000_000},100.0,auto,0,0\n"
+        + good_rows(4, 1)
+    )
+
+
+def check_oversized_outcome(rows: list[tuple], log: str) -> None:
+    """rows: (row_number, reason, record) of the quarantine."""
+    from churn_kedro.schema import MAX_REASON_CHARS, MAX_RECORD_CHARS, TRUNCATED
+
+    assert [r[0] for r in rows] == [2, 3]
+    assert "policy_type: 100000 characters, more than the 255" in rows[0][1]
+    assert f"age: '{'9' * 60}... (10000000 characters)' is not finite" in rows[1][1]
+    for _, reason, record in rows:
+        assert len(reason) <= MAX_REASON_CHARS and len(record) <= MAX_RECORD_CHARS
+        assert record.endswith(TRUNCATED)
+    assert "x" * 1000 not in log and "9" * 1000 not in log  # no row data in the log
+
+
+def test_oversized_cells_are_quarantined_bounded_and_the_next_file_loads(tmp_path, caplog):
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", oversized_rows())
+    snapshot(tmp_path / "raw", "2026-11-02_06-00-00", HEADER + good_rows(10, 5))
+
+    report = ingest(tmp_path)
+
+    assert [r["rows_loaded"] for r in report["loaded"]] == [2, 5]
+    check_oversized_outcome(
+        query(tmp_path, "SELECT row_number, reason, record FROM quarantine ORDER BY 1"),
+        caplog.text,
+    )
+
+
+def test_a_file_whose_every_row_is_rejected_is_a_file_error_naming_the_reasons(tmp_path):
+    bad = snapshot(
+        tmp_path / "raw",
+        "2026-11-01_06-00-00",
+        HEADER + "".join(f"{i},30,100.0,boat,0,0\n" for i in range(1, 6)) + "6,12,1.0,auto,0,0\n",
+    )
+    snapshot(tmp_path / "raw", "2026-11-02_06-00-00", HEADER + good_rows(10, 5))
+
+    with pytest.raises(IngestionError) as failure:
+        ingest(tmp_path)
+
+    message = str(failure.value)
+    assert f"raw/{bad.name}" in message and "every one of its 6 rows was rejected" in message
+    assert "policy_type: 'boat' is not one of auto, home, life (5 rows)" in message
+    assert "age: 12 is below the minimum 18 (1 row)" in message
+    assert count(tmp_path, "quarantine", f"raw/{bad.name}") == 0  # nothing of it written
+    assert count(tmp_path, "ingestion_log") == 1 and count(tmp_path, "policies_raw") == 5
+
+
+def test_a_table_of_another_schema_stops_in_one_line_without_rows(tmp_path):
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + good_rows(1, 5))
+    ingest(tmp_path)  # policies_raw now has the insurance columns
+    other = dict(SCHEMA, id_column="CustomerID")
+
+    from churn_kedro.database import TableMismatch, create_engine, create_tables
+
+    with pytest.raises(TableMismatch) as failure:
+        create_tables(
+            create_engine(f"sqlite:///{tmp_path / 'churn.db'}"), Schema.from_params(other)
+        )
+    message = str(failure.value)
+    assert "\n" not in message and message.startswith("table policies_raw in sqlite:///")
+    assert "'customer_id'" in message and "'CustomerID'" in message
+    assert "give this environment its own database" in message
+
+
+def test_an_id_longer_than_the_maximum_is_quarantined_with_its_reason(tmp_path):
+    # two ids that share their first 128 characters: a column cut to 128 would merge them
+    prefix = "P" * 128
+    content = (
+        HEADER + f"{prefix}A,30,100.5,auto,0,1\n{prefix}B,31,10.5,home,1,0\n" + good_rows(1, 2)
+    )
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", content)
+
+    ingest(tmp_path)
+
+    assert query(tmp_path, "SELECT row_number, reason FROM quarantine ORDER BY row_number") == [
+        (1, "customer_id: 129 characters, longer than the maximum of 128"),
+        (2, "customer_id: 129 characters, longer than the maximum of 128"),
+    ]
+    assert {r[0] for r in query(tmp_path, "SELECT customer_id FROM policies_raw")} == {"1", "2"}

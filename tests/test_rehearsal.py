@@ -9,7 +9,7 @@ what the stack runs:
   glue_wrappers/retrain.py (kedro run --pipeline retrain --env aws) -> processed/ object
       -> the processed rule -> glue_wrappers/ingest_processed.py -> MariaDB; champion in s3 registry/
   the Lambda handler (docker/Dockerfile CMD) answers a REST v1 event with the champion's version
-  a drifted snapshot -> retrain -> the decision in benchmarks.csv -> the handler follows champion.json
+  a drifted snapshot -> retrain -> the decision in the benchmarks -> the handler follows champion.json
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import uuid
 from pathlib import Path
 
 import boto3
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 from kedro_project import FAST_RETRAIN, REPO, env
 from test_infra import TEMPLATE, dockerfile_cmd, resolve
+
+from churn_kedro.registry import ModelRegistry
 
 pytestmark = [pytest.mark.slow, pytest.mark.mysql]
 
@@ -375,14 +376,9 @@ def test_the_seed_workflow_end_to_end(template, s3_endpoint, rds, tmp_path):
         stack.run_job("IngestProcessedJob")
         assert count(engine, "policies_processed", f"processed/{SECOND}") > 0
 
-        benchmarks = pd.read_csv(
-            stack.s3.get_object(Bucket=stack.bucket, Key="registry/benchmarks.csv")["Body"]
-        )
+        benchmarks = ModelRegistry(f"s3://{stack.bucket}/registry").benchmarks()
         runs = benchmarks[benchmarks["role"] == "challenger"]
-        assert runs["snapshot"].tolist() == [
-            FIRST.removesuffix(".csv"),
-            SECOND.removesuffix(".csv"),
-        ]
+        assert runs["snapshot"].tolist() == [f"raw/{FIRST}", f"raw/{SECOND}"]  # object keys
         assert runs["decision"].iloc[0] == "promoted"
         decision = runs["decision"].iloc[-1]
         assert decision in {"promoted", "rejected"}, decision

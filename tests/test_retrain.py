@@ -12,6 +12,8 @@ import pytest
 import yaml
 from kedro_project import BIN, FAST_RETRAIN, REPO, env, generate, make_project, retrain, run
 
+from churn_kedro.registry import ModelRegistry
+
 pytestmark = pytest.mark.slow
 
 STAMP = "2026-11-01_06-00-00"
@@ -26,9 +28,7 @@ def registry_state(project):
         sorted(p.name for p in (root / "versions").iterdir())
         if (root / "versions").exists()
         else [],
-        pd.read_csv(root / "benchmarks.csv")
-        if (root / "benchmarks.csv").exists()
-        else pd.DataFrame(),
+        ModelRegistry(root).benchmarks(),
     )
 
 
@@ -130,7 +130,7 @@ def test_run_outputs(twice):
     low, high = card["metrics"]["roc_auc_ci"]
     assert low < card["metrics"]["roc_auc"] < high
     assert card["data"]["training_rows"] + card["data"]["holdout_rows"] == len(processed)
-    assert card["data"]["source_file"] == SNAPSHOT
+    assert card["data"]["source_file"] == f"raw/{SNAPSHOT}.csv"  # the key in ingestion_log
 
 
 def test_champion_that_cannot_score_counts_as_absent(twice, tmp_path):

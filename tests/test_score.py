@@ -58,7 +58,7 @@ def test_score_pipeline_writes_churn_scores_like_the_api(project):
     scores = scores_table(f"sqlite:///{project}/data/churn.db")
     assert len(scores) == 298  # two broken rows rejected
     assert set(scores["model_version"]) == {"v2-catboost"}
-    assert set(scores["source_file"]) == {f"to_score/{SNAPSHOT}.csv"}
+    assert set(scores["source_file"]) == {f"raw_to_score/{SNAPSHOT}.csv"}
     report = json.loads((project / "data/08_reporting/score_report.json").read_text())
     assert report["rows_scored"] == 298 and report["rows_rejected"] == 2
     assert any("age: 'old' is not a number" in r for r in report["rejected_reasons"])
@@ -67,7 +67,7 @@ def test_score_pipeline_writes_churn_scores_like_the_api(project):
         quarantined = (
             conn.execute(
                 sa.text("SELECT row_number FROM quarantine WHERE source_file = :f ORDER BY 1"),
-                {"f": f"to_score/{SNAPSHOT}.csv"},
+                {"f": f"raw_to_score/{SNAPSHOT}.csv"},
             )
             .scalars()
             .all()
@@ -127,7 +127,7 @@ def test_score_names_a_missing_snapshot(project):
         check=False,
     )
     assert result.returncode != 0
-    assert "to_score/nope.csv: not found" in result.stdout + result.stderr
+    assert "nope.csv: not found" in result.stdout + result.stderr
 
 
 def test_score_on_mysql(project, mysql_url):

@@ -7,6 +7,7 @@ import yaml
 from kedro_project import REPO
 
 from churn_kedro.pipelines.data_processing.nodes import holdout_side, split_train_holdout
+from churn_kedro.schema import SnapshotError
 
 CONF = yaml.safe_load((REPO / "conf/base/parameters.yml").read_text())
 PARAMS = yaml.safe_load((REPO / "conf/base/parameters_data_processing.yml").read_text())[
@@ -30,7 +31,7 @@ def snapshot(ids: np.ndarray, seed: int) -> pd.DataFrame:
 
 def split(rows: pd.DataFrame, **params):
     train, holdout, _ = split_train_holdout(
-        rows, {"source_file": "snap"}, CONF["schema"], {**PARAMS, **params}
+        rows, {"source_file": "snap"}, {}, CONF["schema"], {**PARAMS, **params}
     )
     return train, holdout
 
@@ -70,3 +71,20 @@ def test_too_few_rows_for_a_holdout_is_an_error_naming_the_file():
         split(snapshot(np.arange(3), seed=0))
     with pytest.raises(ValueError, match="holdout_fraction"):
         holdout_side(pd.Series(["1"]), "a", 1.5)
+
+
+def test_a_snapshot_with_no_valid_row_is_quarantined_and_stops_naming_the_reasons():
+    from churn_kedro.pipelines.data_processing.nodes import validate_snapshot
+
+    raw = snapshot(np.arange(1, 31), seed=3).astype(str)
+    raw["policy_type"] = "boat"
+    raw.loc[:4, "age"] = "12"
+    valid, quarantine, report = validate_snapshot(raw, {"source_file": "raw/x.csv"}, CONF["schema"])
+
+    assert valid.empty and len(quarantine) == 30  # every row goes to the quarantine report
+    with pytest.raises(SnapshotError) as failure:
+        split_train_holdout(valid, {"source_file": "raw/x.csv"}, report, CONF["schema"], PARAMS)
+    message = str(failure.value)
+    assert message.startswith("raw/x.csv: has no valid rows (30 rejected")
+    assert "policy_type: 'boat' is not one of auto, home, life (30 rows)" in message
+    assert "age: 12 is below the minimum 18 (5 rows)" in message

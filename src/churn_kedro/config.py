@@ -1,4 +1,5 @@
-"""The project's configuration loader: Kedro's OmegaConfigLoader with one fix.
+"""The project's configuration: Kedro's OmegaConfigLoader with one fix, and the one
+logging configuration for entry points other than ``kedro run``.
 
 Kedro merges runtime parameters (``kedro run --params a.b=1``) into the base and the
 environment's parameters separately, then lets the environment replace base's
@@ -10,13 +11,24 @@ merged environments: they change exactly the keys they name, in every environmen
 
 from __future__ import annotations
 
+import logging.config
+import os
+from pathlib import Path
 from typing import Any
 
+import yaml
 from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
 
 
 class ConfigLoader(OmegaConfigLoader):
+    def __init__(self, *args: Any, custom_resolvers: dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Registered here with OmegaConf's current API: Kedro's own registration of custom
+        # resolvers uses the deprecated register_new_resolver and warns on every run.
+        for name, resolver in (custom_resolvers or {}).items():
+            OmegaConf.register_resolver(name, resolver, replace=True)
+
     def __getitem__(self, key: str) -> dict[str, Any]:
         if key != "parameters" or not self.runtime_params:
             return super().__getitem__(key)
@@ -29,3 +41,11 @@ class ConfigLoader(OmegaConfigLoader):
         for name, value in runtime.items():  # "a.b" keys (the CLI's form) and nested dicts alike
             OmegaConf.update(merged, name, value, merge=True)
         return OmegaConf.to_container(merged, resolve=True)
+
+
+def configure_logging(project: Path) -> None:
+    """Apply the project's one logging configuration, the file ``kedro run`` reads:
+    ``$KEDRO_LOGGING_CONFIG``, else ``conf/logging.yml`` (for the watcher and the local
+    API server, which start without a Kedro session)."""
+    path = os.environ.get("KEDRO_LOGGING_CONFIG") or project / "conf" / "logging.yml"
+    logging.config.dictConfig(yaml.safe_load(Path(path).read_text()))

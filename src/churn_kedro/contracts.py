@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 
 @dataclass(frozen=True)
 class RegistryEntry:
@@ -26,3 +28,16 @@ class RegistryEntry:
     promote: bool
     reason: str
     benchmarks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScoreBatch:
+    """One file scored by one model: saving it to the ``churn_scores`` dataset replaces
+    what that model gave that file before, and the file's quarantine rows, at once."""
+
+    source_file: str
+    model_version: str
+    scores: (
+        pd.DataFrame
+    )  # model_version, source_file, customer_id, churn_probability, churn, scored_at
+    rejected: pd.DataFrame  # row_number, reason, record

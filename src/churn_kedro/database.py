@@ -20,7 +20,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from churn_kedro.schema import Schema
+from churn_kedro.schema import MAX_CATEGORY_CHARS, SPLIT_COLUMN, Schema
 
 POLICIES_RAW = "policies_raw"
 POLICIES_PROCESSED = "policies_processed"
@@ -36,8 +36,7 @@ SOURCE_FILE = sa.String(512).with_variant(
     mysql.VARCHAR(512, collation="utf8mb4_bin"), "mysql", "mariadb"
 )
 ID = sa.String(128).with_variant(mysql.VARCHAR(128, collation="utf8mb4_bin"), "mysql", "mariadb")
-CATEGORY = sa.String(255)
-SPLIT_COLUMN = "split"
+CATEGORY = sa.String(MAX_CATEGORY_CHARS)
 
 
 def _policies_columns(schema: Schema) -> list[sa.Column]:
@@ -123,17 +122,45 @@ def create_engine(url: str | sa.URL, **kwargs) -> sa.Engine:
         url = url.update_query_dict({"charset": "utf8mb4", "local_infile": "1"})
         if "ssl_ca" in url.query and not Path(url.query["ssl_ca"]).is_file():
             raise FileNotFoundError(f"ssl_ca: no CA bundle at {url.query['ssl_ca']}")
+    # hide_parameters: an error or a log line never carries a statement's values (customer rows)
+    kwargs.setdefault("hide_parameters", True)
     return sa.create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 def create_tables(engine: sa.Engine, schema: Schema | None = None) -> sa.MetaData:
     """Create the tables that do not exist yet (idempotent) and return their metadata."""
     metadata = build_metadata(schema)
-    try:
-        metadata.create_all(engine)
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-        metadata.create_all(engine)  # a concurrent run created a table between check and create
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine)
+            break
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            # a concurrent run created a table between check and create: look again
+            if attempt == 4:
+                raise
+    _check_columns(engine, metadata)
     return metadata
+
+
+class TableMismatch(RuntimeError):
+    """A table exists with other columns than the schema gives it (another dataset's)."""
+
+
+def _check_columns(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Stop, in one line, before a load meets a table made for another schema."""
+    inspector = sa.inspect(engine)
+    for name in (POLICIES_RAW, POLICIES_PROCESSED):
+        if name not in metadata.tables:
+            continue
+        has = [c["name"] for c in inspector.get_columns(name)]
+        wants = [c.name for c in metadata.tables[name].columns]
+        if sorted(has) != sorted(wants):
+            where = engine.url.render_as_string(hide_password=True)
+            raise TableMismatch(
+                f"table {name} in {where} has columns {has}, but the schema wants {wants}: "
+                "give this environment its own database (credentials churn_db.con, e.g. "
+                "paths.database in its globals.yml), or drop the table to re-create it"
+            )
 
 
 class DatabaseSecretError(RuntimeError):

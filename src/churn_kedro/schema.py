@@ -15,17 +15,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from churn_kedro.duplicates import DuplicateTracker
+
 ROW_NUMBER = "row_number"
+SPLIT_COLUMN = "split"  # train / holdout, in processed snapshots
+SPLITS = ("train", "holdout")
 REASON = "reason"
 RECORD = "record"
 _QUARANTINE_COLUMNS = [ROW_NUMBER, REASON, RECORD]
+# A quarantine row stores at most this much of its reason and raw record (a hostile file
+# may hold megabyte cells; MySQL's TEXT holds 64 KB): cut text ends with TRUNCATED.
+MAX_REASON_CHARS = 2_000
+MAX_RECORD_CHARS = 8_000
+TRUNCATED = "...[truncated]"
+# Category values are stored in VARCHAR(255) columns (database.CATEGORY).
+MAX_CATEGORY_CHARS = 255
+# The longest customer id (characters, after stripping): the width of the databases' id
+# column (churn_kedro.database.ID), so that no backend cuts an id silently.
+DEFAULT_ID_MAX_LENGTH = 128
 
 
 class SnapshotError(ValueError):
@@ -67,6 +82,7 @@ class Schema:
     negative_label: str
     numeric: tuple[NumericRule, ...] = field(default_factory=tuple)
     categorical: tuple[CategoricalRule, ...] = field(default_factory=tuple)
+    id_max_length: int = DEFAULT_ID_MAX_LENGTH
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Schema:
@@ -94,17 +110,22 @@ class Schema:
                 negative_label=_label_text(target["negative"]),
                 numeric=numeric,
                 categorical=categorical,
+                id_max_length=int(params.get("id_max_length", DEFAULT_ID_MAX_LENGTH)),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"schema parameters are incomplete or malformed: {exc!r}") from exc
+        _check_yaml_types(params)
         if not schema.features:
             raise ValueError("schema parameters name no features")
+        if schema.id_max_length < 1:
+            raise ValueError(f"schema id_max_length must be 1 or more, got {schema.id_max_length}")
         return schema
 
     def to_dict(self) -> dict[str, Any]:
         """The parameters form again, JSON-serialisable (stored in the model card)."""
         return {
             "id_column": self.id_column,
+            "id_max_length": self.id_max_length,
             "target": {
                 "column": self.target,
                 "positive": self.positive_label,
@@ -138,6 +159,41 @@ class Schema:
     def required_columns(self, labelled: bool = True) -> list[str]:
         return [self.id_column, *self.features, *([self.target] if labelled else [])]
 
+    def processed(self) -> Schema:
+        """The rules of a processed snapshot: the same features, the target already
+        encoded 0/1 (1 = positive), and the ``split`` column."""
+        return replace(
+            self,
+            positive_label="1",
+            negative_label="0",
+            categorical=(*self.categorical, CategoricalRule(SPLIT_COLUMN, SPLITS, nullable=False)),
+        )
+
+
+def _check_yaml_types(params: dict[str, Any]) -> None:
+    """YAML reads unquoted Yes/No/true/off as booleans: a label or category written that
+    way would never match the file's text. Stop, showing the fix."""
+    target = params["target"]
+    found = [
+        f"target.{key}: {target[key]!r}"
+        for key in ("positive", "negative")
+        if isinstance(target[key], bool)
+    ]
+    for name, rule in (params.get("categorical_features") or {}).items():
+        values = (rule or {}).get("values") or []
+        if any(isinstance(v, bool) for v in values) or (
+            any(isinstance(v, str) for v in values)
+            and any(isinstance(v, int | float) for v in values)
+        ):
+            found.append(f"categorical_features.{name}.values: {values!r}")
+    if found:
+        raise ValueError(
+            "schema parameters hold values YAML did not read as text: "
+            + "; ".join(found)
+            + ". Unquoted Yes/No/true/false/on/off become booleans and 01 becomes 1: quote "
+            'them as they appear in the files, e.g. positive: "Yes", values: ["Yes", "No"]'
+        )
+
 
 def _label_text(value: Any) -> str:
     """Labels compare as text; 1, 1.0 and "1" are the same label."""
@@ -147,6 +203,25 @@ def _label_text(value: Any) -> str:
     except ValueError:
         return text
     return str(int(number)) if number.is_integer() else text
+
+
+def newest_snapshot(keys: Iterable[str], pattern: str, where: str) -> str:
+    """The newest snapshot among object keys (``raw/insurance_data_...csv``): the file
+    name without ``.csv`` must match ``pattern``, whose capture group is the timestamp
+    that orders snapshots. Only files directly under the prefix count (a folder below
+    it is an archive, not a snapshot). ``where`` names the prefix in errors."""
+    regex = re.compile(pattern)
+    dated = []
+    for key in keys:
+        folder, _, name = key.partition("/")
+        if "/" in name:
+            continue
+        if match := regex.match(name.removesuffix(".csv")):
+            dated.append((match.group(1), key))
+    if not dated:
+        found = sorted(keys)
+        raise SnapshotError(where, f"no file name matches {pattern!r}; found {found[:5] or 'none'}")
+    return max(dated)[1]
 
 
 def describe_read_error(exc: BaseException) -> str:
@@ -195,6 +270,7 @@ class ValidationResult:
             "rows_valid": int(len(self.valid)),
             "rows_rejected": int(len(self.rejected)),
             "rejected_by_field": {str(k): int(v) for k, v in fields.value_counts().items()},
+            "top_reasons": {str(k): int(v) for k, v in reasons.value_counts().head(5).items()},
         }
 
 
@@ -204,7 +280,7 @@ def validate_frame(
     source: str,
     labelled: bool = True,
     first_row_number: int = 1,
-    duplicates: bool | Callable[[pd.DataFrame, pd.Series, int], pd.Series] = True,
+    duplicates: bool | DuplicateTracker = True,
 ) -> ValidationResult:
     """Split raw text rows into typed valid rows and rejected rows with reasons.
 
@@ -212,9 +288,9 @@ def validate_frame(
     data rows from 1 (the header is not a row); ``first_row_number`` lets a
     chunked reader keep the file's numbering. With ``duplicates`` an exact
     repeat of an earlier row is rejected as a duplicate of it, and an id that
-    appears with different contents is rejected on every row that carries it.
-    A chunked reader passes instead a function of (raw rows, stripped ids, first row
-    number) that returns those reasons by row over the whole file so far.
+    appears with different contents is rejected on every row that carries it
+    (:mod:`churn_kedro.duplicates`). A chunked reader passes its own tracker, which
+    judges the rows against the whole file read so far.
     """
     raw = raw.rename(columns=lambda c: str(c).strip())
     check_columns(list(raw.columns), schema, source, labelled)
@@ -236,12 +312,22 @@ def validate_frame(
 
     ids = text(schema.id_column)
     fail(ids.isna(), f"{schema.id_column}: missing")
+    id_lengths = ids.str.len()
+    fail(
+        (id_lengths > schema.id_max_length).fillna(False),
+        lambda r: (
+            schema.id_column
+            + ": "
+            + id_lengths[r].astype(str)
+            + f" characters, longer than the maximum of {schema.id_max_length}"
+        ),
+    )
     typed[schema.id_column] = ids
 
     for rule in schema.numeric:
         cells = text(rule.name)
         numbers = _to_float(cells)
-        shown = cells.fillna("")
+        shown = _shown(cells.fillna(""))
         fail(
             cells.notna() & numbers.isna(),
             lambda r: rule.name + ": '" + shown[r] + "' is not a number",
@@ -268,11 +354,21 @@ def validate_frame(
         cells = text(rule.name)
         if not rule.nullable:
             fail(cells.isna(), f"{rule.name}: missing")
+        lengths = cells.str.len()
+        fail(
+            (lengths > MAX_CATEGORY_CHARS).fillna(False),
+            lambda r: (
+                rule.name
+                + ": "
+                + lengths[r].astype(int).astype(str)
+                + f" characters, more than the {MAX_CATEGORY_CHARS} a category may have"
+            ),
+        )
         if rule.values is not None:
             allowed = ", ".join(rule.values)
             fail(
                 cells.notna() & ~cells.isin(rule.values),
-                lambda r: rule.name + ": '" + cells[r] + f"' is not one of {allowed}",
+                lambda r: rule.name + ": '" + _shown(cells[r]) + f"' is not one of {allowed}",
             )
         typed[rule.name] = cells.astype(object).where(cells.notna(), None)
 
@@ -293,11 +389,10 @@ def validate_frame(
         )
         typed[schema.target] = (normalised == schema.positive_label).astype("int64")
 
-    if callable(duplicates):
-        found = duplicates(raw, ids, first_row_number)
+    if duplicates:
+        check = duplicates if callable(duplicates) else DuplicateTracker(schema.id_column)
+        found = check(raw, ids, first_row_number)
         fail(raw.index.isin(found.index), lambda r: found[r])
-    elif duplicates:
-        _reject_duplicates(raw, ids, first_row_number, schema.id_column, fail)
 
     reasons = (
         pd.concat(problems).groupby(level=0).agg("; ".join)
@@ -309,9 +404,9 @@ def validate_frame(
     rejected = pd.DataFrame(
         {
             ROW_NUMBER: (reasons.index + first_row_number).astype("int64"),
-            REASON: reasons.astype(str).to_numpy(),
+            REASON: [_bounded(r, MAX_REASON_CHARS) for r in reasons.astype(str)],
             RECORD: [
-                json.dumps(row, default=str)
+                _bounded(json.dumps(row, default=str), MAX_RECORD_CHARS)
                 for row in raw.loc[reasons.index]
                 .astype(object)
                 .where(raw.loc[reasons.index].notna(), None)
@@ -321,6 +416,19 @@ def validate_frame(
         columns=_QUARANTINE_COLUMNS,
     )
     return ValidationResult(valid=valid, rejected=rejected)
+
+
+def _shown(cells: pd.Series, limit: int = 60) -> pd.Series:
+    """Cells as a reason quotes them: a long one cut, with its length."""
+    long = cells.str.len() > limit
+    if not long.any():
+        return cells
+    cut = cells[long].str[:limit] + "... (" + cells[long].str.len().astype(str) + " characters)"
+    return cells.where(~long, cut)
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
 
 
 def _to_float(cells: pd.Series) -> pd.Series:
@@ -334,23 +442,6 @@ def _to_float(cells: pd.Series) -> pd.Series:
         return pd.Series(parsed.to_numpy(zero_copy_only=False), index=cells.index, dtype="float64")
     except Exception:  # a cell Arrow cannot parse (or no pyarrow): coerce it to NaN as before
         return pd.to_numeric(cells, errors="coerce").astype("float64")
-
-
-def _reject_duplicates(raw, ids, first_row_number, id_column, fail) -> None:
-    repeated = raw.duplicated(keep="first")
-    if repeated.any():
-        group = raw.groupby(list(raw.columns), dropna=False, sort=False).ngroup()
-        first_row = pd.Series(raw.index, index=raw.index).groupby(group).transform("min")
-        fail(
-            repeated,
-            lambda r: "duplicate: repeats row " + (first_row[r] + first_row_number).astype(str),
-        )
-    distinct_ids = ids[~repeated]
-    conflicting = distinct_ids.notna() & distinct_ids.duplicated(keep=False)
-    fail(
-        conflicting.reindex(raw.index, fill_value=False),
-        lambda r: f"{id_column}: '" + ids[r] + "' appears on several rows with different values",
-    )
 
 
 def fingerprint(frame: pd.DataFrame) -> str:

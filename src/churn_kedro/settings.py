@@ -1,5 +1,7 @@
 """Project settings (https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
 
+import warnings
+
 from omegaconf.resolvers import oc
 
 from churn_kedro.config import ConfigLoader
@@ -15,3 +17,11 @@ CONFIG_LOADER_ARGS = {
     # never its value (conf/aws/credentials.yml)
     "custom_resolvers": {"oc.env": oc.env, "db_secret": secret_reference},
 }
+
+# Kedro 1.7 registers its own globals and runtime_params resolvers through OmegaConf's
+# deprecated register_new_resolver on every run; the warning is about Kedro's code, not
+# the project's, so it is silenced here for every entry point (ours are registered with
+# register_resolver by ConfigLoader).
+warnings.filterwarnings(
+    "ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning
+)

@@ -14,20 +14,11 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 logger = logging.getLogger("churn_kedro.watch")
 
 # pipeline -> the catalog entry listing the prefix it ingests
 WATCHED = {"ingest_raw": "raw_objects", "ingest_processed": "processed_objects"}
-
-
-def _unchanged(entry: dict[str, Any] | None, obj: Any) -> bool:
-    return (
-        entry is not None
-        and entry["size_bytes"] == obj.size
-        and entry["object_version"] == obj.version
-    )
 
 
 def run_ingestion(project: Path, env: str | None, pipeline: str, source_file: str) -> bool:
@@ -48,6 +39,7 @@ def watch(project: Path, env: str | None, interval: float, once: bool) -> int:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
+    from churn_kedro.ingestion.run import unchanged
     from churn_kedro.schema import Schema
 
     bootstrap_project(project)
@@ -55,7 +47,9 @@ def watch(project: Path, env: str | None, interval: float, once: bool) -> int:
         context = session.load_context()
     catalog = context.catalog
     database = catalog.load("ingestion_database")(Schema.from_params(context.params["schema"]))
-    attempted: dict[str, tuple[int, str | None]] = {}  # objects this watcher has handed to a run
+    # (size, version) of each object this watcher handed to a run or found ingested: the
+    # listing's cheap signals decide when to look again; the run compares the checksum.
+    seen_as: dict[str, tuple[int, str | None]] = {}
     failures = 0
     logger.info(
         "Watching %s every %gs",
@@ -66,10 +60,12 @@ def watch(project: Path, env: str | None, interval: float, once: bool) -> int:
         log = database.ingestion_log()
         for pipeline, dataset in WATCHED.items():
             for source_file, obj in catalog.load(dataset).items():
-                seen = (obj.size, obj.version)
-                if attempted.get(source_file) == seen or _unchanged(log.get(source_file), obj):
+                listing = (obj.size, obj.version)
+                if seen_as.get(source_file) == listing:
                     continue
-                attempted[source_file] = seen
+                seen_as[source_file] = listing
+                if unchanged(log.get(source_file), obj):
+                    continue
                 logger.info("New object %s: running %s", obj.uri, pipeline)
                 failures += not run_ingestion(project, env, pipeline, source_file)
         if once:
@@ -92,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         "--project", type=Path, default=Path.cwd(), help="project root (default: .)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from churn_kedro.config import configure_logging
+
+    configure_logging(args.project.resolve())
     try:
         return watch(args.project.resolve(), args.env, args.interval, args.once)
     except KeyboardInterrupt:

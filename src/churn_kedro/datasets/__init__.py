@@ -1,7 +1,15 @@
 """Project datasets: the I/O that kedro-datasets does not cover."""
 
-from churn_kedro.datasets.ingestion_database_dataset import IngestionDatabaseDataset
+from churn_kedro.datasets.ingestion_database_dataset import (
+    ChurnScoresDataset,
+    IngestionDatabaseDataset,
+)
 from churn_kedro.datasets.model_registry_dataset import ModelRegistryDataset
 from churn_kedro.datasets.snapshot_objects_dataset import SnapshotObjectsDataset
 
-__all__ = ["IngestionDatabaseDataset", "ModelRegistryDataset", "SnapshotObjectsDataset"]
+__all__ = [
+    "ChurnScoresDataset",
+    "IngestionDatabaseDataset",
+    "ModelRegistryDataset",
+    "SnapshotObjectsDataset",
+]

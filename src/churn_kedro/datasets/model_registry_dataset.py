@@ -17,9 +17,10 @@ logger = logging.getLogger(__name__)
 class ModelRegistryDataset(AbstractDataset[RegistryEntry, dict[str, Any] | None]):
     """Loads the serving champion; saves a new version and the run's decision.
 
-    ``load()`` returns ``{"version", "model", "card"}`` of the champion (the fitted
-    Pipeline), or None when nothing has been promoted yet (a corrupted champion.json
-    raises).
+    ``load()`` returns ``{"version", "model", "card"}`` of the champion, or None when
+    nothing has been promoted yet (a corrupted champion.json raises). The model is the
+    fitted Pipeline, or with ``form: serving`` the version's serving form: what the API
+    loads, so batch scores equal the API's.
 
     ``save(entry)`` takes a :class:`~churn_kedro.contracts.RegistryEntry`. It builds the
     version's serving form (``churn_kedro.export``), registers the version with it,
@@ -33,16 +34,21 @@ class ModelRegistryDataset(AbstractDataset[RegistryEntry, dict[str, Any] | None]
           type: churn_kedro.datasets.ModelRegistryDataset
           path: s3://my-bucket/registry
           credentials: aws   # optional, passed to fsspec
+          form: pipeline     # or serving
     """
 
     def __init__(
         self,
         path: str,
+        form: str = "pipeline",
         credentials: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ):
+        if form not in ("pipeline", "serving"):
+            raise ValueError(f"ModelRegistryDataset form {form!r}: expected pipeline or serving")
         self._path = path
+        self._form = form
         self._storage_options = {**(credentials or {}), **(fs_args or {})}
         self.metadata = metadata
 
@@ -56,6 +62,10 @@ class ModelRegistryDataset(AbstractDataset[RegistryEntry, dict[str, Any] | None]
         if champion is None:
             return None
         version = champion["version"]
+        if self._form == "serving":
+            from churn_kedro.serving.champion import load_version
+
+            return load_version(registry, version)
         return {
             "version": version,
             "model": registry.load_model(version),
@@ -92,7 +102,7 @@ class ModelRegistryDataset(AbstractDataset[RegistryEntry, dict[str, Any] | None]
         return self.registry.champion() is not None
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": self._path}
+        return {"path": self._path, "form": self._form}
 
 
 def _rejected(entry: RegistryEntry, reason: str) -> list[dict[str, Any]]:

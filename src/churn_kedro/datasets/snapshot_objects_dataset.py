@@ -61,6 +61,11 @@ class SnapshotObject:
         with self.fs.open(self.path, "rb") as stream:
             return stream.read(size)
 
+    def read(self) -> pd.DataFrame:
+        """The whole file's cells as text (``read_chunks`` for files that may be large)."""
+        with self.fs.open(self.path, "rb") as stream:
+            return pd.read_csv(stream, **{"encoding": "utf-8", **self.load_args}, dtype=str)
+
     def read_chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
         """The file's cells as text, ``chunk_rows`` rows at a time; after the last
         chunk, ``checksum`` holds the sha256 of every byte of the object."""

@@ -4,49 +4,40 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from churn_kedro.schema import (
+    SPLIT_COLUMN,
     Schema,
     SnapshotError,
     describe_read_error,
     fingerprint,
+    newest_snapshot,
     validate_frame,
 )
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from churn_kedro.datasets.snapshot_objects_dataset import SnapshotObject
 
-SPLIT = "split"
+logger = logging.getLogger(__name__)
 
 
 def select_latest_snapshot(
-    raw_snapshots: dict[str, Callable[[], pd.DataFrame]], snapshot_pattern: str
+    raw_objects: dict[str, SnapshotObject], snapshot_pattern: str
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Load the newest raw snapshot: names sort by the timestamp they carry."""
-    pattern = re.compile(snapshot_pattern)
-    named = {
-        match.group(1): name
-        for name in raw_snapshots
-        if (match := pattern.match(name.rsplit("/", 1)[-1])) and "/" not in name
-    }
-    if not named:
-        raise SnapshotError(
-            "raw snapshots",
-            f"no file name matches {snapshot_pattern!r} among {sorted(raw_snapshots)[:5]}",
-        )
-    timestamp = max(named)
-    name = named[timestamp]
+    """Load the newest raw snapshot (names sort by the timestamp they carry). Its
+    ``source_file`` is the object key, as in ``ingestion_log`` and the model card."""
+    source_file = newest_snapshot(raw_objects, snapshot_pattern, "raw snapshots")
+    obj = raw_objects[source_file]
     try:
-        raw = raw_snapshots[name]()
-    except Exception as exc:  # the parser's error, wrapped by the dataset
-        raise SnapshotError(name, describe_read_error(exc)) from exc
-    logger.info("Latest raw snapshot: %s (%d rows)", name, len(raw))
-    return raw, {"source_file": name, "timestamp": timestamp}
+        raw = obj.read()
+    except Exception as exc:  # the parser's error
+        raise SnapshotError(source_file, describe_read_error(exc)) from exc
+    logger.info("Latest raw snapshot: %s (%d rows)", source_file, len(raw))
+    return raw, {"source_file": source_file}
 
 
 def validate_snapshot(
@@ -54,16 +45,15 @@ def validate_snapshot(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Keep rows that pass the contract; report the others with their reasons.
 
-    A file-level breach (missing column, no rows) stops the run: nothing of the file is used.
+    A file-level breach (missing column, no rows) stops the run: nothing of the file is
+    used. Rows that break rules go to the quarantine report even when none is left:
+    ``split_train_holdout`` then stops, naming the most common reasons.
     """
     schema = Schema.from_params(schema_params)
     source = snapshot["source_file"]
+    if raw.empty:
+        raise SnapshotError(source, "has no data rows")
     result = validate_frame(raw, schema, source)
-    if result.valid.empty:
-        problem = "has no data rows" if raw.empty else "has no valid rows"
-        raise SnapshotError(source, f"{problem} ({len(result.rejected)} rejected)")
-    if result.valid[schema.target].nunique() < 2:
-        raise SnapshotError(source, f"the valid rows hold a single {schema.target} class")
     summary = {"source_file": source, "rows_read": len(raw), **result.summary}
     if len(result.rejected):
         logger.warning(
@@ -93,6 +83,7 @@ def holdout_side(ids: pd.Series, salt: str, fraction: float) -> np.ndarray:
 def split_train_holdout(
     rows: pd.DataFrame,
     snapshot: dict[str, Any],
+    validation: dict[str, Any],
     schema_params: dict[str, Any],
     params: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
@@ -104,6 +95,17 @@ def split_train_holdout(
     so each class goes to the holdout at ``holdout_fraction`` in expectation (an exact
     per-class quota would move customers between snapshots). The shares are logged."""
     schema = Schema.from_params(schema_params)
+    if rows.empty:
+        reasons = "; ".join(f"{r} ({n} rows)" for r, n in validation["top_reasons"].items())
+        raise SnapshotError(
+            snapshot["source_file"],
+            f"has no valid rows ({validation['rows_rejected']} rejected; the most common "
+            f"reasons: {reasons}; every row is in the quarantine report)",
+        )
+    if rows[schema.target].nunique() < 2:
+        raise SnapshotError(
+            snapshot["source_file"], f"the valid rows hold a single {schema.target} class"
+        )
     in_holdout = holdout_side(
         rows[schema.id_column], params["holdout_salt"], params["holdout_fraction"]
     )
@@ -115,7 +117,9 @@ def split_train_holdout(
             f"{len(rows)} rows are too few for a holdout of {params['holdout_fraction']}: "
             "a split holds a single class",
         )
-    processed = pd.concat([train.assign(**{SPLIT: "train"}), holdout.assign(**{SPLIT: "holdout"})])
+    processed = pd.concat(
+        [train.assign(**{SPLIT_COLUMN: "train"}), holdout.assign(**{SPLIT_COLUMN: "holdout"})]
+    )
     logger.info(
         "Split %s: %d train / %d holdout rows (churn rate %.3f / %.3f), fingerprint %s",
         snapshot["source_file"],
@@ -125,4 +129,6 @@ def split_train_holdout(
         holdout[schema.target].mean(),
         fingerprint(processed),
     )
-    return train, holdout, {snapshot["source_file"]: processed}
+    # named after the raw snapshot: processed/<same file name>
+    name = snapshot["source_file"].rsplit("/", 1)[-1].removesuffix(".csv")
+    return train, holdout, {name: processed}

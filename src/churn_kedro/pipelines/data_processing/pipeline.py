@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 select_latest_snapshot,
-                inputs=["raw_snapshots", "params:snapshot_pattern"],
+                inputs=["raw_objects", "params:snapshot_pattern"],
                 outputs=["raw_snapshot", "snapshot_info"],
                 name="select_latest_snapshot",
             ),
@@ -20,7 +20,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 split_train_holdout,
-                inputs=["clean_rows", "snapshot_info", "params:schema", "params:data_processing"],
+                inputs=[
+                    "clean_rows",
+                    "snapshot_info",
+                    "validation_report",
+                    "params:schema",
+                    "params:data_processing",
+                ],
                 outputs=["train_set", "holdout_set", "processed_snapshot"],
                 name="split_train_holdout",
             ),

@@ -1,10 +1,11 @@
-"""Nodes of ingest_processed: the ingest_raw nodes with the processed snapshot's rules."""
+"""Nodes of ingest_processed: processed snapshots -> ``policies_processed``, exactly once
+per object (the run itself is :mod:`churn_kedro.ingestion.run`, shared with ingest_raw)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from churn_kedro.pipelines.ingest_raw.nodes import ingest_objects, processed_schema
+from churn_kedro.ingestion.run import ingest_objects
 from churn_kedro.schema import Schema
 
 
@@ -12,5 +13,5 @@ def ingest_processed_objects(objects, database, schema_params, params, force) ->
     """Processed snapshots -> policies_processed (target 0/1, plus the split column)."""
     schema = Schema.from_params(schema_params)
     return ingest_objects(
-        objects, database, schema, processed_schema(schema), "policies_processed", params, force
+        objects, database, schema, schema.processed(), "policies_processed", params, force
     )

@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from churn_kedro.pipelines.ingest_raw.nodes import raise_on_ingestion_errors
+from churn_kedro.ingestion.run import raise_on_ingestion_errors
 
 from .nodes import ingest_processed_objects
 

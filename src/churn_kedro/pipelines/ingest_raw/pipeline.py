@@ -1,6 +1,8 @@
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import ingest_raw_objects, raise_on_ingestion_errors
+from churn_kedro.ingestion.run import raise_on_ingestion_errors
+
+from .nodes import ingest_raw_objects
 
 
 def create_pipeline(**kwargs) -> Pipeline:

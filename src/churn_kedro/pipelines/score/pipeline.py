@@ -1,11 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import (
-    score_customers,
-    select_snapshot_to_score,
-    validate_snapshot_to_score,
-    write_scores,
-)
+from .nodes import score_customers, select_snapshot_to_score, validate_snapshot_to_score
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -13,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 select_snapshot_to_score,
-                inputs=["snapshots_to_score", "params:snapshot_pattern", "params:score"],
+                inputs=["objects_to_score", "params:snapshot_pattern", "params:score"],
                 outputs=["snapshot_to_score", "snapshot_to_score_source"],
                 name="select_snapshot_to_score",
             ),
@@ -27,24 +22,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 score_customers,
                 inputs=[
                     "customers_to_score",
-                    "champion_model",
-                    "snapshot_to_score_source",
-                    "params:schema",
-                ],
-                outputs="customer_scores",
-                name="score_customers",
-            ),
-            Node(
-                write_scores,
-                inputs=[
-                    "scores_database",
-                    "customer_scores",
                     "rejected_to_score",
+                    "serving_champion",
                     "snapshot_to_score_source",
                     "params:schema",
                 ],
-                outputs="score_report",
-                name="write_scores",
+                outputs=["churn_scores", "score_report"],
+                name="score_customers",
             ),
         ]
     )
