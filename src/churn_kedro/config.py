@@ -22,11 +22,11 @@ from omegaconf import OmegaConf
 
 
 class ConfigLoader(OmegaConfigLoader):
-    def __init__(self, *args: Any, custom_resolvers: dict[str, Any] | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        # Registered here with OmegaConf's current API: Kedro's own registration of custom
-        # resolvers uses the deprecated register_new_resolver and warns on every run.
-        for name, resolver in (custom_resolvers or {}).items():
+    @staticmethod
+    def _register_new_resolvers(resolvers: dict[str, Any]) -> None:
+        # OmegaConf's current API: Kedro's own registration of custom resolvers uses the
+        # deprecated register_new_resolver, which warns on every run.
+        for name, resolver in resolvers.items():
             OmegaConf.register_resolver(name, resolver, replace=True)
 
     def __getitem__(self, key: str) -> dict[str, Any]:
