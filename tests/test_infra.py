@@ -683,3 +683,34 @@ def test_the_glue_zip_of_wheels_is_the_pinned_closure_and_resolves_offline_for_g
         for item in json.loads(report.read_text())["install"]
     }
     assert installed == wheels  # the zip holds the closure, no more and no less
+
+
+CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"  # `make checkov` (make test builds it)
+
+
+def test_checkov_finds_nothing_that_is_not_suppressed_with_a_reason():
+    if not CHECKOV.is_file():
+        message = f"no {CHECKOV.relative_to(REPO)}: run `make checkov`"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run(
+        [str(CHECKOV), "-f", str(TEMPLATE), "--framework", "cloudformation", "--skip-download"]
+        + ["--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    report = json.loads(result.stdout)
+    failed = [
+        f"{c['check_id']} {c['resource']}: {c['check_name']}"
+        for c in report["results"]["failed_checks"]
+    ]
+    assert not failed, "\n".join(failed)
+    assert report["summary"]["passed"] > 50 and report["summary"]["parsing_errors"] == 0
+    unexplained = [
+        f"{c['check_id']} {c['resource']}"
+        for c in report["results"]["skipped_checks"]
+        if len((c.get("check_result", {}).get("suppress_comment") or "").split()) < 5
+    ]
+    assert not unexplained, f"suppressed without a reason: {unexplained}"
