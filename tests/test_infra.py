@@ -179,7 +179,7 @@ def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(tem
         if not (REPO / "glue_wrappers" / match.group(1)).is_file():
             missing.append(f"glue_wrappers/{match.group(1)} ({name})")
         modules = job["DefaultArguments"]["--additional-python-modules"]
-        assert re.fullmatch(rf"s3://{BUCKET}/{prefix}/churn_kedro-[^/]+-glue5-wheels\.zip", modules)
+        assert re.fullmatch(rf"s3://{BUCKET}/{prefix}/churn_kedro-[^/]+\.gluewheels\.zip", modules)
         # only ingestion (and the user bootstrap) talk to the database: only they run in the
         # VPC and read a database secret
         reads_database = name.startswith(("Ingest", "Bootstrap"))
@@ -195,6 +195,7 @@ GLUE_OWN_ARGUMENTS = {
     "--additional-python-modules",
     "--TempDir",
     "--custom-logGroup-prefix",
+    "--python-modules-installer-option",
 }
 
 
@@ -405,13 +406,13 @@ def test_logs_are_retained_and_outputs_exist(template):
 def test_default_wheel_is_the_one_this_checkout_builds(template):
     import churn_kedro
 
-    # infra/deploy.sh uploads churn_kedro-<__version__>-glue5-wheels.zip and passes its name
+    # infra/deploy.sh uploads churn_kedro-<__version__>.gluewheels.zip and passes its name
     assert (
         template["Parameters"]["GlueModules"]["Default"]
-        == f"churn_kedro-{churn_kedro.__version__}-glue5-wheels.zip"
+        == f"churn_kedro-{churn_kedro.__version__}.gluewheels.zip"
     )
     deploy = (REPO / "infra" / "deploy.sh").read_text()
-    assert "MODULES=churn_kedro-${VERSION}-glue5-wheels.zip" in deploy
+    assert "MODULES=churn_kedro-${VERSION}.gluewheels.zip" in deploy
     assert '"GlueModules=$MODULES"' in deploy
     prefix = template["Mappings"]["Project"]["Names"]["ArtifactsPrefix"]
     assert f"PREFIX={prefix} " in deploy and "/$PREFIX/scripts/$(basename" in deploy
