@@ -94,8 +94,9 @@ def snapshot(seed: int, rows: int, effect: float | None) -> tuple[pd.DataFrame, 
 
 def retrain(frame: pd.DataFrame, config: dict, name: str):
     """The retrain's split and data_science nodes: train, holdout, challenger, candidates."""
+    validation = {"rows_rejected": 0, "top_reasons": {}}  # clean snapshots: nothing rejected
     train, holdout, _ = split_train_holdout(
-        frame, {"source_file": name}, config["schema"], config["data_processing"]
+        frame, {"source_file": name}, validation, config["schema"], config["data_processing"]
     )
     science = config["data_science"]
     tuned = [
