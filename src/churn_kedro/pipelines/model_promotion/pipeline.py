@@ -1,5 +1,7 @@
 from kedro.pipeline import Node, Pipeline
 
+from churn_kedro.pipelines.monitor.nodes import attach_reference_profile
+
 from .nodes import build_registry_entry, decide_promotion, score_holdout
 from .report import plot_evaluation
 
@@ -38,8 +40,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:schema",
                     "params:model_promotion",
                 ],
-                outputs="model_registry",
+                outputs="registry_entry_without_profile",
                 name="register_challenger",
+            ),
+            Node(
+                attach_reference_profile,
+                inputs=[
+                    "registry_entry_without_profile",
+                    "train_set",
+                    "holdout_scores",
+                    "params:schema",
+                    "params:monitor",
+                ],
+                outputs="model_registry",
+                name="attach_reference_profile",
             ),
             Node(
                 plot_evaluation,
