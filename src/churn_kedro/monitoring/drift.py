@@ -160,14 +160,19 @@ def feature_drift(counts: SnapshotCounts, settings: dict[str, Any]) -> list[dict
 def prediction_drift(
     reference: dict[str, Any], probability: np.ndarray, settings: dict[str, Any]
 ) -> dict[str, Any]:
-    """The PSI of a batch's scores against the reference scores and the change in the
-    predicted churn rate (share at or above the model's threshold)."""
+    """The PSI and the KS test of a batch's scores against the reference scores, and the
+    change in the predicted churn rate (share at or above the model's threshold)."""
     probability = np.asarray(probability, dtype=float)
     rate = float(np.mean(probability >= reference["threshold"])) if len(probability) else 0.0
     current = bin_counts(probability, reference["psi_edges"])
     value = psi(reference["psi_counts"], current)
+    ks, p_value = ks_from_counts(
+        np.asarray(reference["counts"]), bin_counts(probability, reference["edges"])
+    )
     change = rate - reference["positive_rate"]
     reasons = []
+    if p_value < settings["alpha"]:
+        reasons.append(f"score ks {ks:.3f} p={p_value:.2g} < {settings['alpha']}")
     if value >= settings["psi_warn"]:
         reasons.append(f"score PSI {value:.3f} >= {settings['psi_warn']}")
     if abs(change) > settings["churn_rate_change"]:
@@ -178,6 +183,8 @@ def prediction_drift(
     return {
         "rows": int(len(probability)),
         "psi": value,
+        "ks": ks,
+        "p_value": p_value,
         "predicted_churn_rate": rate,
         "reference_churn_rate": reference["positive_rate"],
         "churn_rate_change": change,

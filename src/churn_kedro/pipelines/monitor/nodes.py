@@ -50,9 +50,11 @@ def attach_reference_profile(
     schema_params: dict[str, Any],
     settings: dict[str, Any],
 ) -> RegistryEntry:
-    """The entry with its ``profile.json``: the training split's feature distributions
-    and the challenger's scores on the holdout (scores on the training rows themselves
-    are in-sample, more extreme than any new data's), with the holdout's calibration."""
+    """The entry with its ``profile.json``: the training split's feature distributions,
+    and the distribution and calibration of the challenger's scores on the holdout.
+    Scores of the training rows would be in-sample (more extreme than any new data's
+    for a flexible model), and out-of-fold scores come from other, smaller fits whose
+    spread differs: the holdout is where the registered model meets unseen customers."""
     schema = Schema.from_params(schema_params)
     family = holdout_scores["challenger"]
     scores = np.asarray(holdout_scores["candidates"][family], dtype=float)
@@ -339,6 +341,8 @@ def decide_verdict(
         rows += [
             _row(run, src, subject, "psi", value=b["psi"], threshold=prediction["psi_warn"],
                  flagged=b["psi"] >= prediction["psi_warn"], detail=detail),
+            _row(run, src, subject, "ks", value=b["ks"], p_value=b["p_value"],
+                 threshold=prediction["alpha"], flagged=b["p_value"] < prediction["alpha"]),
             _row(run, src, subject, "predicted_churn_rate", value=b["predicted_churn_rate"],
                  reference=b["reference_churn_rate"], threshold=prediction["churn_rate_change"],
                  flagged=abs(b["churn_rate_change"]) > prediction["churn_rate_change"]),
