@@ -238,9 +238,11 @@ def realized_performance(
 ) -> dict[str, Any]:
     """Earlier scores against the labels now known, beside the card's holdout figures.
 
-    Degraded means: the upper end of the realized ROC-AUC's one-sided interval (at
-    ``confidence_level``) is below the card's ROC-AUC minus ``roc_auc_tolerance``; or
-    the lower end of the Brier score's interval is above the card's plus ``brier_tolerance``.
+    Degraded means: the upper end of the one-sided interval (at ``confidence_level``) of
+    the realized ROC-AUC is below the card's ROC-AUC minus ``roc_auc_tolerance``, the
+    interval counting the uncertainty of both figures (the card's from its holdout
+    interval at ``card_ci_level``); or the lower end of the Brier score's interval is
+    above the card's plus ``brier_tolerance``.
     """
     from churn_kedro.pipelines.model_promotion.metrics import delong
 
@@ -278,14 +280,25 @@ def realized_performance(
         "reasons": [],
     }
     if card_auc is not None:
-        bound = float(auc) + z_one * se
+        # the card's figure is an estimate on its holdout too: its interval widens the test
+        card_ci = card_metrics.get("roc_auc_ci")
+        card_se = 0.0
+        if card_ci:
+            card_se = (card_ci[1] - card_ci[0]) / (
+                2 * stats.norm.ppf(0.5 + settings["card_ci_level"] / 2)
+            )
+        combined = float(np.hypot(se, card_se))
+        bound = float(auc) + z_one * combined
         floor = card_auc - settings["roc_auc_tolerance"]
         result["roc_auc_degraded"] = bound < floor
-        result["roc_auc_p_value"] = float(stats.norm.cdf((auc - floor) / se)) if se > 0 else None
+        result["roc_auc_p_value"] = (
+            float(stats.norm.cdf((auc - floor) / combined)) if combined > 0 else None
+        )
         if result["roc_auc_degraded"]:
             result["reasons"].append(
-                f"realized roc_auc {auc:.3f} (upper {level:.0%} bound {bound:.3f}) below the "
-                f"card's {card_auc:.3f} minus the tolerance {settings['roc_auc_tolerance']}"
+                f"realized roc_auc {auc:.3f} below the card's {card_auc:.3f} minus the "
+                f"tolerance {settings['roc_auc_tolerance']} (p={result['roc_auc_p_value']:.2g}; "
+                f"upper {level:.0%} bound {bound:.3f} with both intervals)"
             )
     if card_brier is not None:
         bound = brier - z_one * brier_se
