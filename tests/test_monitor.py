@@ -17,6 +17,7 @@ from kedro_project import make_project, retrain, run
 
 from churn_kedro.monitoring.drift import adjust_p_values, ks_from_counts, psi
 from churn_kedro.monitoring.profile import bin_counts, quantile_edges
+from churn_kedro.serving.app import Application
 
 START = datetime(2026, 1, 1, 6)
 STAMPS = [(START + timedelta(days=30 * k)).strftime("%Y-%m-%d_%H-%M-%S") for k in range(6)]
@@ -143,7 +144,11 @@ def test_drift_free_snapshots_flag_nothing_and_the_drifted_one_asks_for_retraini
         assert (project / f"data/08_reporting/monitoring_{plot}.png").stat().st_size > 5000
 
     status = run(project, "churn-registry", "status").stdout
-    assert "monitoring: retrain" in status
+    assert f"monitoring: retrain at {latest['at']}" in status
+    app = Application(str(project / "data/06_models/registry"), refresh_seconds=60)
+    answer = app.handle("GET", "/model")
+    assert answer.status == 200 and answer.body["monitoring"]["verdict"] == "retrain"
+    assert answer.body["monitoring"]["at"] == latest["at"]
 
 
 def test_scores_made_after_the_labels_were_known_do_not_count(project):
@@ -199,3 +204,36 @@ def test_psi_and_the_corrections():
     assert adjust_p_values([0.01, 0.04, 0.03], "bh") == pytest.approx([0.03, 0.04, 0.04])
     with pytest.raises(ValueError, match="expected holm, bh or none"):
         adjust_p_values([0.5], "bonferroni")
+
+
+def test_on_aws_the_verdict_becomes_a_metric_and_an_event(monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    from churn_kedro.datasets.monitoring_dataset import VerdictEventsDataset
+
+    for key, value in {"AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    summary = {"verdict": "retrain", "reasons": ["realized roc_auc 0.59 ..."], "at": "2026-04-01T06:00:00Z",
+               "model_version": "v1", "run_id": "r1", "source_file": "raw/x.csv"}  # fmt: skip
+    with mock_aws():
+        sqs, events = boto3.client("sqs"), boto3.client("events")
+        queue = sqs.create_queue(QueueName="verdicts")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+        events.put_rule(
+            Name="retrain",
+            EventPattern=json.dumps(
+                {"source": ["churn-kedro.monitoring"], "detail": {"verdict": ["retrain"]}}
+            ),
+        )
+        events.put_targets(
+            Rule="retrain", Targets=[{"Id": "q", "Arn": arn["Attributes"]["QueueArn"]}]
+        )
+        VerdictEventsDataset().save(summary)
+        (message,) = sqs.receive_message(QueueUrl=queue)["Messages"]
+        event = json.loads(message["Body"])
+        assert event["detail-type"] == "Monitoring verdict" and event["detail"] == summary
+        (metric,) = boto3.client("cloudwatch").list_metrics(Namespace="ChurnKedro")["Metrics"]
+        assert metric["MetricName"] == "MonitoringVerdict"
+        assert metric["Dimensions"] == [{"Name": "ModelVersion", "Value": "v1"}]

@@ -97,3 +97,77 @@ class MonitoringDataset(IngestionDatabaseDataset):
         metadata = database.create_tables(engine)
         with engine.begin() as conn:
             conn.execute(metadata.tables[database.MONITORING].insert(), data.to_dict("records"))
+
+
+VERDICT_VALUES = {"ok": 0, "warn": 1, "retrain": 2}
+
+
+class VerdictEventsDataset(AbstractDataset[dict[str, Any], None]):
+    """Publishes a monitoring verdict on AWS (the ``aws`` environment's
+    ``monitoring_events``): ``save(summary)`` puts the CloudWatch metric
+    ``MonitoringVerdict`` (0 ok, 1 warn, 2 retrain; dimension ``ModelVersion``) in
+    ``namespace``, and an EventBridge event (``source``, detail-type ``Monitoring
+    verdict``, the summary as detail) on ``event_bus``, which a rule routes to the
+    retraining job and to a notification topic (infra/README.md).
+
+    Example catalog entry::
+
+        monitoring_events:
+          type: churn_kedro.datasets.monitoring_dataset.VerdictEventsDataset
+          namespace: ChurnKedro
+          event_bus: default
+    """
+
+    DETAIL_TYPE = "Monitoring verdict"
+
+    def __init__(
+        self,
+        namespace: str = "ChurnKedro",
+        event_bus: str = "default",
+        source: str = "churn-kedro.monitoring",
+        metadata: dict[str, Any] | None = None,
+    ):
+        self._namespace, self._event_bus, self._source = namespace, event_bus, source
+        self.metadata = metadata
+
+    def load(self) -> None:
+        from kedro.io import DatasetError
+
+        raise DatasetError("VerdictEventsDataset only publishes")
+
+    def save(self, data: dict[str, Any]) -> None:
+        import json
+
+        import boto3
+
+        boto3.client("cloudwatch").put_metric_data(
+            Namespace=self._namespace,
+            MetricData=[
+                {
+                    "MetricName": "MonitoringVerdict",
+                    "Dimensions": [{"Name": "ModelVersion", "Value": str(data["model_version"])}],
+                    "Value": float(VERDICT_VALUES[data["verdict"]]),
+                    "Unit": "None",
+                }
+            ],
+        )
+        answer = boto3.client("events").put_events(
+            Entries=[
+                {
+                    "Source": self._source,
+                    "DetailType": self.DETAIL_TYPE,
+                    "Detail": json.dumps(data, default=str),
+                    "EventBusName": self._event_bus,
+                }
+            ]
+        )
+        if answer.get("FailedEntryCount"):
+            from kedro.io import DatasetError
+
+            raise DatasetError(
+                f"EventBridge refused the monitoring event on bus {self._event_bus}: "
+                f"{answer['Entries'][0].get('ErrorMessage')}"
+            )
+
+    def _describe(self) -> dict[str, Any]:
+        return {"namespace": self._namespace, "event_bus": self._event_bus, "source": self._source}

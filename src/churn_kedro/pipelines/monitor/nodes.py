@@ -410,15 +410,17 @@ def report_monitoring(
     predictions: list[dict[str, Any]],
     performance: dict[str, Any],
     settings: dict[str, Any],
-) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any], Any, Any, Any]:
-    """The verdict with its table rows, report and registry summary, and the plots: one
-    node, so all are saved before :func:`exit_on_retrain` runs."""
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any], dict[str, Any], Any, Any, Any]:
+    """The verdict with its table rows, report, registry summary and event (published on
+    AWS, see the aws catalog), and the plots: one node, so all are saved before
+    :func:`exit_on_retrain` runs."""
     from .plots import plot_monitoring
 
     rows, report, summary = decide_verdict(champion, snapshot, predictions, performance, settings)
     return (
         rows,
         report,
+        summary,
         summary,
         *plot_monitoring(champion, snapshot, predictions, performance, settings),
     )

@@ -64,6 +64,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "monitoring_rows",
                     "monitoring_report",
                     "monitoring_verdict",
+                    "monitoring_events",
                     "monitoring_drift_plot",
                     "monitoring_score_plot",
                     "monitoring_calibration_plot",
