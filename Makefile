@@ -9,7 +9,7 @@ export PYTHONWARNINGS := ignore::DeprecationWarning,ignore:register_new_resolver
 
 .PHONY: run test test-fast lint serve viz bench watch constraints clean
 
-$(BIN)/kedro: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+$(BIN)/kedro: requirements.txt requirements-dev.txt requirements-spark.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt

@@ -1,0 +1,151 @@
+"""The contract between the engines: one fixture file through the pandas path and the
+Spark path (local[2]) gives the same table rows, quarantine rows and reasons, and the
+same scores (see docs/architecture.md: engines)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from test_ingest import (
+    FILE_ERRORS,
+    HEADER,
+    ROW_ERRORS,
+    SCHEMA,
+    KeptDataset,
+    count,
+    good_rows,
+    ingest,
+    query,
+    snapshot,
+)
+
+from churn_kedro.ingestion.run import IngestionError
+from churn_kedro.pipelines.ingest_raw import create_pipeline as raw_pipeline
+
+pytest.importorskip("pyspark")
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+SPARK_CONF = REPO / "conf/spark/spark.yml"
+
+
+@pytest.fixture(scope="module")
+def spark():
+    import yaml
+
+    from churn_kedro.spark.session import session
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    settings = yaml.safe_load(SPARK_CONF.read_text())
+    spark = session({**settings, "spark.sql.shuffle.partitions": 2})
+    yield spark
+    spark.stop()
+
+
+def spark_ingest(tmp_path: Path, url: str | None = None, **params) -> dict:
+    """ingest_raw with the Spark engine's datasets (conf/spark's catalog)."""
+    from churn_kedro.datasets import SparkIngestionDatabaseDataset, SparkSnapshotObjectsDataset
+
+    url = url or f"sqlite:///{tmp_path / 'churn.db'}"
+    report = KeptDataset()
+    catalog = DataCatalog(
+        {
+            "raw_objects": SparkSnapshotObjectsDataset(
+                path=str(tmp_path / "raw"), key_prefix="raw"
+            ),
+            "ingestion_database": SparkIngestionDatabaseDataset(credentials={"con": url}),
+            "params:schema": MemoryDataset(SCHEMA),
+            "params:ingestion": MemoryDataset({"chunk_rows": 100000, "only": None, **params}),
+            "params:force": MemoryDataset(False),
+            "raw_ingestion_report": report,
+        }
+    )
+    try:
+        SequentialRunner().run(raw_pipeline(), catalog)
+    except IngestionError as exc:
+        exc.report = report.load()
+        raise
+    return report.load()
+
+
+# Bad rows, exact repeats, conflicting and padded ids, pandas' missing words (NA, null),
+# quoted cells, a short row, a blank line.
+FIXTURE = (
+    HEADER
+    + good_rows(1, 30)
+    + "31,forty,100.0,auto,0,0\n"  # not a number
+    + "32,150,-5,boat,0,2\n"  # four broken rules
+    + "5,35,105.5,home,1,1\n"  # repeats row 5 exactly
+    + "7,99,107.5,auto,3,1\n"  # id 7 with other values
+    + " 8 ,38,108.5,home,0,0\n"  # id 8 padded: the same id as row 8, other cells
+    + "33,NA,110.0,life,null,1\n"  # missing words: age and claims_count missing (nullable)
+    + '34,40,"1,5",auto,0,0\n'  # a quoted cell with a comma: not a number
+    + "\n"
+    + "35,41,120.0\n"  # a short row: the rest missing
+    + ",42,121.0,auto,0,1\n"  # no id
+    + '36,43,122.5,"home",1,"1"\n'
+    + "5,35,105.5,home,1,1\n"  # repeats row 5 again
+)
+
+
+def table(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return sorted(conn.execute(sql).fetchall())
+
+
+def test_one_file_through_both_engines_gives_the_same_rows_quarantine_and_reasons(tmp_path, spark):
+    pandas_dir, spark_dir = tmp_path / "pandas", tmp_path / "spark"
+    for folder in (pandas_dir, spark_dir):
+        snapshot(folder / "raw", "2026-11-01_06-00-00", FIXTURE)
+
+    pandas_report = ingest(pandas_dir)
+    spark_report = spark_ingest(spark_dir)
+
+    columns = "source_file, customer_id, age, annual_premium, policy_type, claims_count, churn, row_number"
+    rows = table(pandas_dir / "churn.db", f"SELECT {columns} FROM policies_raw")
+    assert len(rows) > 20
+    assert table(spark_dir / "churn.db", f"SELECT {columns} FROM policies_raw") == rows
+    bad = "SELECT source_file, row_number, reason, record FROM quarantine"
+    quarantined = table(pandas_dir / "churn.db", bad)
+    assert [r[1] for r in quarantined] == [5, 7, 8, 31, 32, 33, 34, 35, 37, 38, 39, 41]
+    assert table(spark_dir / "churn.db", bad) == quarantined
+    log = "SELECT source_file, checksum, size_bytes, rows_read, rows_loaded, rows_rejected, status FROM ingestion_log"
+    assert table(spark_dir / "churn.db", log) == table(pandas_dir / "churn.db", log)
+    for report in (pandas_report, spark_report):
+        for entry in report["loaded"]:
+            entry.pop("object_version")
+    assert spark_report == pandas_report
+
+
+def test_every_bad_file_gets_the_same_outcome_on_spark(tmp_path, spark):
+    raw = tmp_path / "raw"
+    for stamp, (content, _) in {**FILE_ERRORS, **ROW_ERRORS}.items():
+        snapshot(raw, stamp, content)
+    good = snapshot(raw, "2026-01-03_00-00-00", HEADER + good_rows(1, 20))
+
+    with pytest.raises(IngestionError) as failure:
+        spark_ingest(tmp_path)
+
+    errors = {e["source_file"]: e["error"] for e in failure.value.report["errors"]}
+    for stamp, (_, problem) in FILE_ERRORS.items():
+        name = f"insurance_data_{stamp}.csv"
+        assert problem in errors[f"raw/{name}"] and str(raw / name) in errors[f"raw/{name}"]
+        for t in ("policies_raw", "quarantine", "ingestion_log"):
+            assert count(tmp_path, t, f"raw/{name}") == 0
+    for stamp, (_, reasons) in ROW_ERRORS.items():
+        source = f"raw/insurance_data_{stamp}.csv"
+        quarantined = dict(
+            query(
+                tmp_path, f"SELECT row_number, reason FROM quarantine WHERE source_file='{source}'"
+            )
+        )
+        assert set(quarantined) == set(reasons)
+        for row, fragment in reasons.items():
+            assert fragment in quarantined[row]
+    assert count(tmp_path, "policies_raw", f"raw/{good.name}") == 20
