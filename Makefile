@@ -4,8 +4,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
-# Kedro 1.7 warns about its own internals on every run; keep the output readable.
-export PYTHONWARNINGS := ignore::DeprecationWarning,ignore:register_new_resolver:UserWarning
 
 .PHONY: run test test-fast lint serve viz bench watch constraints clean
 
@@ -19,9 +17,9 @@ $(BIN)/kedro: requirements.txt requirements-dev.txt requirements-spark.txt const
 venv: $(BIN)/kedro
 
 run: $(BIN)/kedro
-	$(BIN)/kedro run --pipeline ingest_raw
-	$(BIN)/kedro run --pipeline retrain $(RETRAIN_ARGS)
-	$(BIN)/kedro run --pipeline ingest_processed
+	$(BIN)/kedro run --pipelines ingest_raw
+	$(BIN)/kedro run --pipelines retrain $(RETRAIN_ARGS)
+	$(BIN)/kedro run --pipelines ingest_processed
 	$(BIN)/churn-registry status
 
 test: lint
@@ -35,8 +33,9 @@ lint: $(BIN)/kedro
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# make serve ENV=mydata: the registry of conf/mydata's catalog (see README: serving)
 serve: $(BIN)/kedro
-	$(BIN)/python -m churn_kedro.serving --host 127.0.0.1 --port 8080
+	$(BIN)/python -m churn_kedro.serving --host 127.0.0.1 --port 8080 $(if $(ENV),--env $(ENV))
 
 viz: $(BIN)/kedro
 	$(BIN)/kedro viz run --no-browser --host 127.0.0.1 --port 4141

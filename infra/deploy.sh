@@ -3,14 +3,18 @@
 #
 #   BUCKET=my-churn-bucket infra/deploy.sh stack          # create/update the stack (keeps the current image tag;
 #                                                         #   no Lambda/API until a tag is given)
-#   BUCKET=my-churn-bucket infra/deploy.sh artifacts      # kedro package: wheel + conf, and the Glue scripts -> s3://$BUCKET/glue/
+#   BUCKET=my-churn-bucket infra/deploy.sh artifacts      # kedro package, the zip of wheels (wheel + its pinned closure for
+#                                                         #   Glue 5.0), conf, Glue scripts, RDS CA bundle -> s3://$BUCKET/glue/
+#   BUCKET=my-churn-bucket infra/deploy.sh bootstrap      # create the application MySQL user (Glue job; after artifacts)
 #   BUCKET=my-churn-bucket infra/deploy.sh image v1       # build and push the serving image, tag v1
 #   BUCKET=my-churn-bucket infra/deploy.sh stack v1       # the same stack, now with the Lambda + API on image v1
-#   BUCKET=my-churn-bucket infra/deploy.sh all v1         # all of the above, in order
+#   BUCKET=my-churn-bucket infra/deploy.sh all v1         # all of the above, in order (bootstrap included)
 #   BUCKET=my-churn-bucket infra/deploy.sh teardown       # empty the bucket and the repository, delete the stack
 #
 # Environment: BUCKET (required), STACK (default churn), AWS_REGION (default from the aws CLI),
-# DB_CLASS, DB_STORAGE, SCHEDULE (stack parameters; the template's defaults otherwise).
+# DB_CLASS, DB_STORAGE, SCHEDULE, SWEEP_SCHEDULE, NETWORK_EGRESS (NatGateway|VpcEndpoints),
+# API_AUTH (API_KEY|AWS_IAM) (stack parameters; the template's defaults otherwise),
+# DB_CA_BUNDLE (a local copy of the RDS CA bundle instead of downloading it).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -21,6 +25,7 @@ PREFIX=glue                      # Mappings.Project.Names.ArtifactsPrefix in inf
 PYTHON=${PYTHON:-.venv/bin/python}
 VERSION=$($PYTHON -c 'import churn_kedro; print(churn_kedro.__version__)')
 WHEEL=churn_kedro-${VERSION}-py3-none-any.whl
+MODULES=churn_kedro-${VERSION}-glue5-wheels.zip   # the template's GlueModules parameter
 
 output() {
   aws cloudformation describe-stacks --region "$REGION" --stack-name "$STACK" \
@@ -36,10 +41,13 @@ current_tag() {
 
 deploy_stack() {
   local tag=${1:-}
-  local overrides=("BucketName=$BUCKET" "ProjectWheel=$WHEEL" "ImageTag=$tag")
+  local overrides=("BucketName=$BUCKET" "GlueModules=$MODULES" "ImageTag=$tag")
   [[ -n ${DB_CLASS:-} ]] && overrides+=("DBInstanceClass=$DB_CLASS")
   [[ -n ${DB_STORAGE:-} ]] && overrides+=("DBAllocatedStorage=$DB_STORAGE")
   [[ -n ${SCHEDULE:-} ]] && overrides+=("RetrainSchedule=$SCHEDULE")
+  [[ -n ${SWEEP_SCHEDULE:-} ]] && overrides+=("IngestSweepSchedule=$SWEEP_SCHEDULE")
+  [[ -n ${NETWORK_EGRESS:-} ]] && overrides+=("NetworkEgress=$NETWORK_EGRESS")
+  [[ -n ${API_AUTH:-} ]] && overrides+=("ApiAuthorization=$API_AUTH")
   aws cloudformation deploy --region "$REGION" --stack-name "$STACK" \
     --template-file infra/template.yaml --capabilities CAPABILITY_IAM \
     --parameter-overrides "${overrides[@]}"
@@ -47,11 +55,25 @@ deploy_stack() {
     --query "Stacks[0].Outputs" --output table
 }
 
+# The CA bundle that verifies RDS's TLS certificates (every region's CAs in one file), or
+# a copy already downloaded: DB_CA_BUNDLE=/path/to/global-bundle.pem.
+RDS_CA_URL=https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
+CA_BUNDLE=rds-global-bundle.pem  # Mappings.Project.Names.DatabaseCaBundle in infra/template.yaml
+
 upload_artifacts() {
   # `kedro package`: the wheel and conf-churn_kedro.tar.gz (conf/ without local/*.yml)
   rm -rf dist
   "$(dirname "$PYTHON")/kedro" package
-  aws s3 cp --region "$REGION" "dist/$WHEEL" "s3://$BUCKET/$PREFIX/$WHEEL"
+  if [[ -n ${DB_CA_BUNDLE:-} ]]; then cp "$DB_CA_BUNDLE" "dist/$CA_BUNDLE"
+  else curl --fail --silent --show-error --location --proto '=https' "$RDS_CA_URL" -o "dist/$CA_BUNDLE"; fi
+  grep -q 'BEGIN CERTIFICATE' "dist/$CA_BUNDLE" || { echo "dist/$CA_BUNDLE: no certificate" >&2; exit 1; }
+  aws s3 cp --region "$REGION" "dist/$CA_BUNDLE" "s3://$BUCKET/$PREFIX/$CA_BUNDLE"
+  # the zip of wheels: the project wheel and every dependency at its pin, for Glue 5.0
+  # (Amazon Linux 2023, CPython 3.11, x86_64), so a job installs nothing from PyPI
+  rm -rf dist/wheels
+  infra/wheelhouse.sh dist/wheels "dist/$WHEEL"
+  (cd dist/wheels && zip -q -0 "../$MODULES" ./*.whl)
+  aws s3 cp --region "$REGION" "dist/$MODULES" "s3://$BUCKET/$PREFIX/$MODULES"
   aws s3 cp --region "$REGION" dist/conf-churn_kedro.tar.gz "s3://$BUCKET/$PREFIX/conf-churn_kedro.tar.gz"
   for script in glue_wrappers/*.py; do
     aws s3 cp --region "$REGION" "$script" "s3://$BUCKET/$PREFIX/scripts/$(basename "$script")"
@@ -65,6 +87,20 @@ push_image() {
   aws ecr get-login-password --region "$REGION" | docker login --username AWS --password-stdin "${repository%%/*}"
   docker build --platform linux/amd64 --provenance=false -f docker/Dockerfile -t "$repository:$tag" .
   docker push "$repository:$tag"
+}
+
+# The application user the jobs connect as, created from the master user by a Glue job in
+# the VPC (the database is reachable from nowhere else); run again after a rotation.
+bootstrap() {
+  local job run state
+  job=$(output BootstrapJobName)
+  run=$(aws glue start-job-run --region "$REGION" --job-name "$job" --query JobRunId --output text)
+  while state=$(aws glue get-job-run --region "$REGION" --job-name "$job" --run-id "$run" \
+      --query JobRun.JobRunState --output text); [[ $state =~ ^(STARTING|RUNNING|WAITING|STOPPING)$ ]]; do
+    sleep 15
+  done
+  echo "$job: $state"
+  [[ $state == SUCCEEDED ]]
 }
 
 teardown() {
@@ -83,11 +119,13 @@ EOF
 case ${1:-} in
   stack) deploy_stack "${2:-$(current_tag)}" ;;
   artifacts) upload_artifacts ;;
+  bootstrap) bootstrap ;;
   image) push_image "${2:-}" ;;
   all)
     tag=${2:?image tag}
     deploy_stack "$(current_tag)"
     upload_artifacts
+    bootstrap
     push_image "$tag"
     deploy_stack "$tag"
     ;;

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sys
@@ -130,3 +131,58 @@ def fresh_mysql_url(mysql_url: str) -> Iterator[str]:
         url.set(database=None), f"{url.database}_{uuid.uuid4().hex[:6]}"
     ) as fresh:
         yield fresh
+
+
+@pytest.fixture(scope="session")
+def tls_mariadb(tmp_path_factory):
+    """A MariaDB of the session's own that plays RDS: TLS required, a certificate signed by
+    a throwaway CA, an application user with a password (tests/tls_mariadb.py). Skips when
+    mariadbd is not installed; under CI=true that is a failure instead."""
+    import tls_mariadb as tls
+
+    if not (Path(tls.MARIADBD).is_file() and Path(tls.INSTALL_DB).is_file()):
+        message = f"no {tls.MARIADBD} / {tls.INSTALL_DB} to start a TLS MariaDB"
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    server, process = tls.start(tmp_path_factory.mktemp("tls-mariadb"), free_port())
+    try:
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except Exception:
+            process.kill()
+
+
+@pytest.fixture
+def rds(tls_mariadb, s3_endpoint):
+    """RDS as the stack makes it: a fresh database on the TLS MariaDB, and the Secrets
+    Manager secret (moto) with the keys RDS and the target attachment write. Yields a dict:
+    url (the application user's, with the CA), secret (its JSON), secret_arn, password,
+    ca_bundle (the CA that signed the server's certificate)."""
+    import boto3
+
+    name = tls_mariadb.create_database(f"churn_rds_{uuid.uuid4().hex[:10]}")
+    secret = {
+        "username": tls_mariadb.user,
+        "password": tls_mariadb.password,
+        "dbname": name,
+        "engine": "mysql",
+        "host": tls_mariadb.host,
+        "port": tls_mariadb.port,
+    }
+    arn = boto3.client("secretsmanager").create_secret(
+        Name=f"churn/rds-{uuid.uuid4().hex[:8]}", SecretString=json.dumps(secret)
+    )["ARN"]
+    try:
+        yield {
+            "url": tls_mariadb.url(name),
+            "secret": secret,
+            "secret_arn": arn,
+            "password": tls_mariadb.password,
+            "ca_bundle": str(tls_mariadb.ca_bundle),
+        }
+    finally:
+        tls_mariadb.admin(f"DROP DATABASE IF EXISTS `{name}`")

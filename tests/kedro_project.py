@@ -39,7 +39,6 @@ def env(**extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "KEDRO_DISABLE_TELEMETRY": "true",
-        "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore:register_new_resolver:UserWarning",
         **extra,
     }
 

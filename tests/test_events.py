@@ -71,7 +71,7 @@ def delivered(queue: str) -> list[dict]:
 @pytest.mark.mysql
 @pytest.mark.slow
 def test_a_put_under_raw_triggers_the_rule_and_its_wrapper_run_ingests_that_object(
-    tmp_path, s3_bucket, rule, fresh_mysql_url
+    tmp_path, s3_bucket, rule, rds
 ):
     s3 = boto3.client("s3")
     s3.put_object(
@@ -96,19 +96,7 @@ def test_a_put_under_raw_triggers_the_rule_and_its_wrapper_run_ingests_that_obje
     bucket, key = object_from_event(event)
     assert (bucket, key) == (s3_bucket, "raw/insurance_data_2026-11-02_06-00-00.csv")
 
-    url = sa.make_url(fresh_mysql_url)
-    secret = boto3.client("secretsmanager").create_secret(
-        Name=f"churn/rds-{uuid.uuid4().hex[:8]}",
-        SecretString=json.dumps(
-            {
-                "host": url.host,
-                "port": url.port or 3306,
-                "username": url.username,
-                "password": url.password or "",
-                "dbname": url.database,
-            }
-        ),
-    )["ARN"]
+    secret = rds["secret_arn"]
     result = subprocess.run(
         [
             sys.executable,
@@ -125,6 +113,8 @@ def test_a_put_under_raw_triggers_the_rule_and_its_wrapper_run_ingests_that_obje
             bucket,
             "--db-secret-id",
             secret,
+            "--db-ca-bundle",
+            rds["ca_bundle"],
             "--object-key",
             key,
         ],
@@ -135,7 +125,7 @@ def test_a_put_under_raw_triggers_the_rule_and_its_wrapper_run_ingests_that_obje
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(rds["url"])
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT source_file, rows_loaded FROM ingestion_log").all() == [
             (key, 7)

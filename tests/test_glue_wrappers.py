@@ -1,13 +1,12 @@
 """The Glue wrappers run as Glue runs them: a fresh process from an empty directory, the
-job's arguments plus Glue's own, against moto (S3, Secrets Manager) and MariaDB."""
+job's arguments plus Glue's own, against moto (S3, Secrets Manager) and a MariaDB that
+requires TLS (tests/tls_mariadb.py)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tarfile
-import uuid
 from pathlib import Path
 
 import boto3
@@ -33,20 +32,8 @@ GLUE_ARGS = [
 
 
 @pytest.fixture
-def job(tmp_path, s3_bucket, fresh_mysql_url):
-    url = sa.make_url(fresh_mysql_url)
-    secret = boto3.client("secretsmanager").create_secret(
-        Name=f"churn/rds-{uuid.uuid4().hex[:8]}",
-        SecretString=json.dumps(
-            {
-                "host": url.host,
-                "port": url.port or 3306,
-                "username": url.username,
-                "password": url.password or "",
-                "dbname": url.database,
-            }
-        ),
-    )["ARN"]
+def job(tmp_path, s3_bucket, rds):
+    secret = rds["secret_arn"]
     workdir = tmp_path / "glue"
     workdir.mkdir()
 
@@ -66,6 +53,8 @@ def job(tmp_path, s3_bucket, fresh_mysql_url):
                 s3_bucket,
                 "--db-secret-id",
                 secret,
+                "--db-ca-bundle",
+                rds["ca_bundle"],
                 *extra,
             ],
             cwd=workdir,
@@ -75,7 +64,7 @@ def job(tmp_path, s3_bucket, fresh_mysql_url):
         )
 
     def rows(sql: str) -> list[tuple]:
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(rds["url"])
         with engine.connect() as conn:
             result = conn.exec_driver_sql(sql).all()
         engine.dispose()
@@ -142,7 +131,7 @@ def test_a_wrapper_alone_runs_from_the_wheel_with_the_packaged_configuration(
     with tarfile.open(archive, "w:gz") as tar:
         for member in ("base", "aws", "logging.yml"):  # conf/local stays on the laptop
             tar.add(REPO / "conf" / member, arcname=f"conf/{member}")
-    boto3.client("s3").upload_file(str(archive), s3_bucket, "artifacts/conf-churn_kedro.tar.gz")
+    boto3.client("s3").upload_file(str(archive), s3_bucket, "glue/conf-churn_kedro.tar.gz")
     alone = tmp_path / "downloaded"
     alone.mkdir()
     (alone / "ingest_raw.py").write_text((REPO / "glue_wrappers/ingest_raw.py").read_text())
@@ -152,7 +141,7 @@ def test_a_wrapper_alone_runs_from_the_wheel_with_the_packaged_configuration(
     result = run(
         "ingest_raw.py",
         "--conf-source",
-        f"s3://{s3_bucket}/artifacts/conf-churn_kedro.tar.gz",
+        f"s3://{s3_bucket}/glue/conf-churn_kedro.tar.gz",
         wrapper_dir=alone,
     )
 

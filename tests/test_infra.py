@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import json
 import os
@@ -119,8 +120,15 @@ def test_template_is_parameterised_and_takes_no_password(template):
     )
     secret = template["Resources"]["DatabaseSecret"]["Properties"]
     assert secret["GenerateSecretString"]["GenerateStringKey"] == "password"
-    (attachment,) = resources(template, "AWS::SecretsManager::SecretTargetAttachment").values()
-    assert attachment["Properties"]["TargetId"] == {"Ref": "Database"}
+    # both secrets (master, application user) get the endpoint from their attachment
+    attachments = resources(template, "AWS::SecretsManager::SecretTargetAttachment").values()
+    assert {a["Properties"]["SecretId"]["Ref"] for a in attachments} == {
+        "DatabaseSecret",
+        "AppDatabaseSecret",
+    }
+    assert all(a["Properties"]["TargetId"] == {"Ref": "Database"} for a in attachments)
+    app = template["Resources"]["AppDatabaseSecret"]["Properties"]["GenerateSecretString"]
+    assert app["GenerateStringKey"] == "password" and "churn_app" in app["SecretStringTemplate"]
     # private subnets only: the subnet group holds no subnet with a route to the internet gateway
     (group,) = resources(template, "AWS::RDS::DBSubnetGroup").values()
     public_subnets = {
@@ -160,7 +168,7 @@ def glue_jobs(template: dict) -> dict[str, dict]:
 
 def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(template):
     jobs = glue_jobs(template)
-    assert len(jobs) == 3
+    assert len(jobs) == 4
     prefix = template["Mappings"]["Project"]["Names"]["ArtifactsPrefix"]
     missing = []
     for name, job in jobs.items():
@@ -170,10 +178,11 @@ def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(tem
         assert match, f"{name}: script {location} is not under s3://<bucket>/{prefix}/scripts/"
         if not (REPO / "glue_wrappers" / match.group(1)).is_file():
             missing.append(f"glue_wrappers/{match.group(1)} ({name})")
-        wheel = job["DefaultArguments"]["--additional-python-modules"]
-        assert re.fullmatch(rf"s3://{BUCKET}/{prefix}/churn_kedro-[^/]+\.whl", wheel), wheel
-        # only ingestion talks to the database: only it runs in the VPC and reads the secret
-        reads_database = name.startswith("Ingest")
+        modules = job["DefaultArguments"]["--additional-python-modules"]
+        assert re.fullmatch(rf"s3://{BUCKET}/{prefix}/churn_kedro-[^/]+-glue5-wheels\.zip", modules)
+        # only ingestion (and the user bootstrap) talk to the database: only they run in the
+        # VPC and read a database secret
+        reads_database = name.startswith(("Ingest", "Bootstrap"))
         assert ("Connections" in job) == reads_database, name
         assert ("--db-secret-id" in job["DefaultArguments"]) == reads_database, name
     if missing:
@@ -185,8 +194,7 @@ GLUE_OWN_ARGUMENTS = {
     "--job-language",
     "--additional-python-modules",
     "--TempDir",
-    "--enable-continuous-cloudwatch-log",
-    "--continuous-log-logGroup",
+    "--custom-logGroup-prefix",
 }
 
 
@@ -194,10 +202,9 @@ def test_glue_job_arguments_are_the_ones_the_wrappers_read(template):
     glue_job = importlib.import_module("churn_kedro.glue_job")
     for name, job in glue_jobs(template).items():
         ours = {k: v for k, v in job["DefaultArguments"].items() if k not in GLUE_OWN_ARGUMENTS}
-        if "--db-secret-id" in ours:
-            ours["--db-secret-id"] = (
-                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:churn/mysql-AbCdEf"
-            )
+        for key in ("--db-secret-id", "--master-secret-id"):
+            if key in ours:
+                ours[key] = f"arn:aws:secretsmanager:eu-west-1:123456789012:secret:churn/{key}"
         # Glue's command line: its own arguments, then every default argument
         argv = ["--JOB_ID", "j_1", "--JOB_RUN_ID", "jr_1", "--JOB_NAME", name]
         for key, value in job["DefaultArguments"].items():
@@ -207,8 +214,10 @@ def test_glue_job_arguments_are_the_ones_the_wrappers_read(template):
         expected = {key.lstrip("-").replace("-", "_"): value for key, value in ours.items()}
         unread = {k: v for k, v in expected.items() if parsed.get(k) != v}
         assert not unread, f"{name}: churn_kedro.glue_job does not read {unread}"
-        assert parsed["bucket"] == BUCKET and parsed["env"] == "aws"
-        assert parsed["conf_source"].endswith("/conf-churn_kedro.tar.gz")
+        assert parsed["bucket"] == BUCKET
+        if name != "BootstrapDatabaseJob":  # the pipelines' jobs
+            assert parsed["env"] == "aws"
+            assert parsed["conf_source"].endswith("/conf-churn_kedro.tar.gz")
 
 
 def test_triggers_start_the_right_jobs(template):
@@ -216,18 +225,22 @@ def test_triggers_start_the_right_jobs(template):
         name: t["Properties"] for name, t in resources(template, "AWS::Glue::Trigger").items()
     }
     kinds = {
-        (t["Type"], t["Actions"][0]["JobName"]["Ref"], t.get("WorkflowName", {}).get("Ref"))
+        (
+            t["Type"],
+            tuple(a["JobName"]["Ref"] for a in t["Actions"]),
+            t.get("WorkflowName", {}).get("Ref"),
+        )
         for t in triggers.values()
     }
     assert kinds == {
-        ("EVENT", "IngestRawJob", "IngestRawWorkflow"),
-        ("EVENT", "IngestProcessedJob", "IngestProcessedWorkflow"),
-        ("SCHEDULED", "RetrainJob", None),
+        ("EVENT", ("IngestRawJob",), "IngestRawWorkflow"),
+        ("EVENT", ("IngestProcessedJob",), "IngestProcessedWorkflow"),
+        ("SCHEDULED", ("RetrainJob",), None),
+        ("SCHEDULED", ("IngestRawJob", "IngestProcessedJob"), None),  # the sweep
     }
-    (scheduled,) = [t for t in triggers.values() if t["Type"] == "SCHEDULED"]
-    assert (
-        scheduled["Schedule"] == {"Ref": "RetrainSchedule"} and scheduled["StartOnCreation"] is True
-    )
+    schedules = {t["Schedule"]["Ref"]: t for t in triggers.values() if t["Type"] == "SCHEDULED"}
+    assert set(schedules) == {"RetrainSchedule", "IngestSweepSchedule"}
+    assert all(t["StartOnCreation"] is True for t in schedules.values())
 
 
 def rule_targets(template: dict) -> dict[str, tuple[dict, str]]:
@@ -275,7 +288,9 @@ def test_lambda_is_the_image_with_memory_timeout_and_registry(template):
     assert function["Environment"]["Variables"]["CHURN_REGISTRY"] == f"s3://{BUCKET}/registry"
     method = template["Resources"]["ServingProxyMethod"]["Properties"]
     assert method["Integration"]["Type"] == "AWS_PROXY"
-    assert method["ApiKeyRequired"] is True or method["AuthorizationType"] == "AWS_IAM"
+    # every request is either keyed or signed, whichever ApiAuthorization chooses
+    assert method["AuthorizationType"] == {"Fn::If": ["IamAuthorization", "AWS_IAM", "NONE"]}
+    assert method["ApiKeyRequired"] == {"Fn::If": ["IamAuthorization", False, True]}
 
 
 def dockerfile_cmd() -> list[str]:
@@ -317,6 +332,9 @@ def iam_statements(template: dict):
 def names_a_resource(resource, template: dict) -> bool:
     """An ARN, or a reference to one resource of this template (a secret's Ref is its ARN)."""
     if isinstance(resource, dict):
+        if "Fn::GetAtt" in resource:
+            name, attribute = resource["Fn::GetAtt"]
+            return attribute == "Arn" and name in template["Resources"]
         return resource.get("Ref") in template["Resources"]
     match = re.fullmatch(r"\$\{(\w+)\.Arn\}", resource)
     return resource.startswith("arn:") or bool(match and match.group(1) in template["Resources"])
@@ -374,6 +392,7 @@ def test_s3_access_is_scoped_to_the_prefixes_each_role_needs(template):
         "reporting",
         "glue/tmp",
     }
+    assert granted["GlueBootstrapRole"] == {"glue/tmp"}
     assert "ServingRole" not in granted  # serving only reads the registry
 
 
@@ -386,12 +405,14 @@ def test_logs_are_retained_and_outputs_exist(template):
 def test_default_wheel_is_the_one_this_checkout_builds(template):
     import churn_kedro
 
-    # infra/deploy.sh uploads churn_kedro-<__version__>-py3-none-any.whl and passes its name
+    # infra/deploy.sh uploads churn_kedro-<__version__>-glue5-wheels.zip and passes its name
     assert (
-        template["Parameters"]["ProjectWheel"]["Default"]
-        == f"churn_kedro-{churn_kedro.__version__}-py3-none-any.whl"
+        template["Parameters"]["GlueModules"]["Default"]
+        == f"churn_kedro-{churn_kedro.__version__}-glue5-wheels.zip"
     )
     deploy = (REPO / "infra" / "deploy.sh").read_text()
+    assert "MODULES=churn_kedro-${VERSION}-glue5-wheels.zip" in deploy
+    assert '"GlueModules=$MODULES"' in deploy
     prefix = template["Mappings"]["Project"]["Names"]["ArtifactsPrefix"]
     assert f"PREFIX={prefix} " in deploy and "/$PREFIX/scripts/$(basename" in deploy
 
@@ -433,3 +454,232 @@ def test_wrappers_read_their_arguments_through_glues_own_parser(template, tmp_pa
         )
         assert result.returncode == 0, f"{argv}: {result.stderr[-2000:]}"
         assert json.loads(result.stdout)["bucket"] == BUCKET, argv
+
+
+def role_grants(template: dict, role: str) -> list[tuple[set[str], list]]:
+    """(actions, resolved resources) of each statement of ``role``."""
+    out = []
+    for name, statement in iam_statements(template):
+        if name == role and "Action" in statement:
+            actions = statement["Action"]
+            actions = set(actions if isinstance(actions, list) else [actions])
+            listed = statement["Resource"]
+            listed = listed if isinstance(listed, list) else [listed]
+            out.append((actions, resolve(listed, template, {"BucketName": BUCKET})))
+    return out
+
+
+def test_glue_jobs_log_the_glue_5_way_into_groups_of_the_stack(template):
+    """Glue 5.0: --custom-logGroup-prefix P sends stdout/stderr to P/output and system logs
+    to P/error (the 4.0 continuous-logging arguments are gone); the groups exist with a
+    retention, and each job's role may create them, their streams and their events."""
+    groups = {
+        resolve(g["Properties"]["LogGroupName"], template, {"BucketName": BUCKET}): g
+        for g in resources(template, "AWS::Logs::LogGroup").values()
+    }
+    for name, job in glue_jobs(template).items():
+        arguments = job["DefaultArguments"]
+        assert not {"--enable-continuous-cloudwatch-log", "--continuous-log-logGroup"} & set(
+            arguments
+        ), name
+        prefix = arguments["--custom-logGroup-prefix"]
+        for suffix in ("output", "error"):
+            group = f"{prefix}/{suffix}"
+            assert group in groups and "RetentionInDays" in groups[group]["Properties"], group
+            arn = f"arn:aws:logs:eu-west-1:123456789012:log-group:{group}"
+            role = template["Resources"][name]["Properties"]["Role"]["Fn::GetAtt"][0]
+            for action in ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"):
+                assert any(
+                    action in actions
+                    and any(fnmatch.fnmatchcase(f"{arn}:log-stream:x", r) for r in listed)
+                    for actions, listed in role_grants(template, role)
+                ), f"{role} may not {action} on {group}"
+
+
+def test_event_rule_targets_retry_then_dead_letter(template):
+    queues = resources(template, "AWS::SQS::Queue")
+    (policy,) = resources(template, "AWS::SQS::QueuePolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    senders = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    for name, rule in resources(template, "AWS::Events::Rule").items():
+        (target,) = rule["Properties"]["Targets"]
+        retry = target["RetryPolicy"]
+        assert retry["MaximumRetryAttempts"] > 0 and retry["MaximumEventAgeInSeconds"] >= 3600
+        queue = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+        assert queue in queues
+        assert {"Fn::GetAtt": [name, "Arn"]} in senders, f"{name} may not send to {queue}"
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+
+
+def test_the_sweep_runs_both_ingestion_jobs_for_every_object(template):
+    (sweep,) = [
+        t["Properties"]
+        for t in resources(template, "AWS::Glue::Trigger").values()
+        if t["Properties"].get("Schedule") == {"Ref": "IngestSweepSchedule"}
+    ]
+    assert [a["JobName"]["Ref"] for a in sweep["Actions"]] == ["IngestRawJob", "IngestProcessedJob"]
+    # no object named: the jobs load whatever ingestion_log does not hold
+    assert not any("--object-key" in a.get("Arguments", {}) for a in sweep["Actions"])
+    assert template["Parameters"]["IngestSweepSchedule"]["Default"].startswith("cron(")
+    for job in ("IngestRawJob", "IngestProcessedJob"):
+        assert template["Resources"][job]["Properties"]["JobRunQueuingEnabled"] is True
+
+
+def test_without_a_nat_gateway_the_jobs_reach_aws_through_interface_endpoints(template):
+    """NetworkEgress=VpcEndpoints: nothing routes to the internet (the NAT gateway, its
+    route and the whole public side are NatGateway-only) and Secrets Manager, CloudWatch
+    Logs and Glue have interface endpoints in both private subnets, open to the jobs."""
+    res = template["Resources"]
+    public = [n for n, r in res.items() if r.get("Condition") == "UseNatGateway"]
+    assert {"NatGateway", "NatAddress", "PrivateDefaultRoute", "InternetGateway"} <= set(public)
+    routes = [n for n, r in res.items() if r["Type"] == "AWS::EC2::Route"]
+    assert all(res[n].get("Condition") == "UseNatGateway" for n in routes)
+    endpoints = {
+        r["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1]: r
+        for r in resources(template, "AWS::EC2::VPCEndpoint").values()
+        if r["Properties"]["VpcEndpointType"] == "Interface"
+    }
+    assert set(endpoints) == {"secretsmanager", "logs", "glue"}
+    for endpoint in endpoints.values():
+        props = endpoint["Properties"]
+        assert endpoint["Condition"] == "UseVpcEndpoints" and props["PrivateDnsEnabled"] is True
+        assert props["SubnetIds"] == [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]
+    (ingress,) = res["EndpointSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert ingress["SourceSecurityGroupId"] == {"Ref": "GlueSecurityGroup"}
+    assert ingress["FromPort"] == ingress["ToPort"] == 443
+
+
+def test_stack_retries_cleanly_and_rds_is_pinned_to_its_major_version(template):
+    res = template["Resources"]
+    assert res["DataBucket"]["DeletionPolicy"] == "RetainExceptOnCreate"
+    database = res["Database"]["Properties"]
+    assert re.fullmatch(r"\d+\.\d+", database["EngineVersion"]), database["EngineVersion"]
+    family = res["DatabaseParameterGroup"]["Properties"]
+    assert family["Family"] == f"mysql{database['EngineVersion']}"
+    assert family["Parameters"] == {"local_infile": "1", "require_secure_transport": "1"}
+
+
+def test_the_api_offers_iam_authorization_access_logs_and_throttling(template):
+    res = template["Resources"]
+    assert template["Parameters"]["ApiAuthorization"]["AllowedValues"] == ["API_KEY", "AWS_IAM"]
+    for name in ("ServingApiKey", "ServingUsagePlan", "ServingUsagePlanKey"):
+        assert res[name]["Condition"] == "HasImageAndApiKeys", name
+    stage = res["ServingStage"]["Properties"]
+    access = stage["AccessLogSetting"]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["ServingAccessLogGroup", "Arn"]}
+    fields = json.loads(access["Format"])
+    assert {"requestId", "status", "apiKeyId", "user", "ip"} <= set(fields)
+    assert "RetentionInDays" in res["ServingAccessLogGroup"]["Properties"]
+    assert res["ApiGatewayAccount"]["Properties"]["CloudWatchRoleArn"] == {
+        "Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]
+    }
+    plan = res["ServingUsagePlan"]["Properties"]
+    assert plan["Throttle"]["RateLimit"] > 0 and plan["Throttle"]["BurstLimit"] > 0
+    assert plan["Quota"]["Limit"] > 0
+    (settings,) = stage["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] > 0  # the stage throttles signed callers too
+
+
+@pytest.mark.slow
+def test_the_glue_zip_of_wheels_is_the_pinned_closure_and_resolves_offline_for_glue_5(tmp_path):
+    """infra/wheelhouse.sh (what deploy.sh zips for the jobs): binary wheels only, each
+    loadable on Glue 5.0 (CPython 3.11, glibc 2.34, x86_64), at the pins of constraints.txt,
+    and the project wheel with its requirements installs from those files alone."""
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+    )
+    (project_wheel,) = tmp_path.glob("churn_kedro-*.whl")
+    house = tmp_path / "wheels"
+    subprocess.run(
+        ["bash", str(REPO / "infra" / "wheelhouse.sh"), str(house), str(project_wheel)],
+        check=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    pins = {
+        canonicalize_name(name): version
+        for name, _, version in (
+            line.partition("==")
+            for line in (REPO / "constraints.txt").read_text().splitlines()
+            if "==" in line
+        )
+    }
+    files = sorted(p.name for p in house.iterdir())
+    assert all(name.endswith(".whl") for name in files), files  # nothing to build on Glue
+    wheels = {}
+    for name in files:
+        dist, version, _, tags = parse_wheel_filename(name)
+        wheels[dist] = str(version)
+        fits = [
+            t.interpreter.startswith("py3")
+            if t.platform == "any"
+            else t.interpreter == "cp311"
+            and t.abi in ("cp311", "abi3", "none")
+            and (
+                t.platform == "manylinux2014_x86_64"
+                or (
+                    (m := re.fullmatch(r"manylinux_2_(\d+)_x86_64", t.platform))
+                    and int(m.group(1)) <= 34
+                )
+            )
+            for t in tags
+        ]
+        assert any(fits), f"{name}: no tag for CPython 3.11 on glibc 2.34 x86_64"
+        if dist != "churn-kedro":
+            assert pins.get(dist) == str(version), f"{name}: not the pinned {pins.get(dist)}"
+    assert {"numpy", "pandas", "pyarrow", "catboost", "pymysql", "cryptography"} <= set(wheels)
+
+    report = tmp_path / "report.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--dry-run",
+            "--ignore-installed",
+            "--no-index",
+            "--find-links",
+            str(house),
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+            "--platform",
+            "manylinux_2_34_x86_64",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--platform",
+            "manylinux2014_x86_64",
+            "--target",
+            str(tmp_path / "target"),
+            "--report",
+            str(report),
+            str(project_wheel),
+        ],
+        check=True,
+    )
+    installed = {
+        canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert installed == wheels  # the zip holds the closure, no more and no less

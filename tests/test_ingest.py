@@ -170,10 +170,11 @@ def test_kedro_run_names_the_broken_file_and_exits_non_zero_after_loading_the_ot
         HEADER.replace(",", ";") + "1;30;1.0;auto;0;0\n",
     )
 
-    result = run(project, "kedro", "run", "--pipeline", "ingest_raw", check=False)
+    result = run(project, "kedro", "run", "--pipelines", "ingest_raw", check=False)
 
     assert result.returncode != 0
     assert "insurance_data_2026-10-01_00-00-00.csv: missing required column(s)" in result.stderr
+    assert "Warning" not in result.stderr  # no deprecation noise with the documented form
     with sqlite3.connect(project / "data/churn.db") as conn:
         logged = conn.execute(
             "SELECT source_file, rows_loaded, rows_rejected FROM ingestion_log"
@@ -483,3 +484,20 @@ def test_a_table_of_another_schema_stops_in_one_line_without_rows(tmp_path):
     assert "\n" not in message and message.startswith("table policies_raw in sqlite:///")
     assert "'customer_id'" in message and "'CustomerID'" in message
     assert "give this environment its own database" in message
+
+
+def test_an_id_longer_than_the_maximum_is_quarantined_with_its_reason(tmp_path):
+    # two ids that share their first 128 characters: a column cut to 128 would merge them
+    prefix = "P" * 128
+    content = (
+        HEADER + f"{prefix}A,30,100.5,auto,0,1\n{prefix}B,31,10.5,home,1,0\n" + good_rows(1, 2)
+    )
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", content)
+
+    ingest(tmp_path)
+
+    assert query(tmp_path, "SELECT row_number, reason FROM quarantine ORDER BY row_number") == [
+        (1, "customer_id: 129 characters, longer than the maximum of 128"),
+        (2, "customer_id: 129 characters, longer than the maximum of 128"),
+    ]
+    assert {r[0] for r in query(tmp_path, "SELECT customer_id FROM policies_raw")} == {"1", "2"}

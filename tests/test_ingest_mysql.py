@@ -163,3 +163,20 @@ def test_oversized_cells_are_quarantined_bounded_on_mariadb_as_on_sqlite(
         query(fresh_mysql_url, "SELECT `row_number`, reason, record FROM quarantine ORDER BY 1"),
         caplog.text,
     )
+
+
+def test_an_id_longer_than_the_maximum_is_quarantined_not_cut(tmp_path, fresh_mysql_url):
+    # the id column is 128 wide: a 129-character id would be cut and collide with its twin
+    prefix = "P" * 128
+    content = (
+        HEADER + f"{prefix}A,30,1.5,auto,0,1\n{prefix}B,31,2.5,home,1,0\n{prefix},32,3.5,life,0,0\n"
+    )
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", content)
+
+    ingest(tmp_path, fresh_mysql_url)
+
+    assert query(fresh_mysql_url, "SELECT `row_number`, reason FROM quarantine ORDER BY 1") == [
+        (1, "customer_id: 129 characters, longer than the maximum of 128"),
+        (2, "customer_id: 129 characters, longer than the maximum of 128"),
+    ]
+    assert query(fresh_mysql_url, "SELECT customer_id FROM policies_raw") == [(prefix,)]

@@ -1,7 +1,7 @@
 """The seed's workflow, end to end, on this machine, wired as infra/template.yaml wires it.
 
 moto server plays S3, Secrets Manager, EventBridge (and SQS, standing in for the Glue
-workflow target); the real MariaDB plays RDS. The rules' event patterns, the Glue jobs'
+workflow target); a MariaDB that requires TLS plays RDS (tests/tls_mariadb.py). The rules' event patterns, the Glue jobs'
 arguments and the Lambda's environment are read from the template, so what runs here is
 what the stack runs:
 
@@ -9,7 +9,7 @@ what the stack runs:
   glue_wrappers/retrain.py (kedro run --pipeline retrain --env aws) -> processed/ object
       -> the processed rule -> glue_wrappers/ingest_processed.py -> MariaDB; champion in s3 registry/
   the Lambda handler (docker/Dockerfile CMD) answers a REST v1 event with the champion's version
-  a drifted snapshot -> retrain -> the decision in benchmarks.csv -> the handler follows champion.json
+  a drifted snapshot -> retrain -> the decision in the benchmarks -> the handler follows champion.json
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import uuid
 from pathlib import Path
 
 import boto3
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 from kedro_project import FAST_RETRAIN, REPO, env
 from test_infra import TEMPLATE, dockerfile_cmd, resolve
+
+from churn_kedro.registry import ModelRegistry
 
 pytestmark = [pytest.mark.slow, pytest.mark.mysql]
 
@@ -50,7 +51,7 @@ def template() -> dict:
 class Stack:
     """The stack's resources, stood up on moto + MariaDB as the template declares them."""
 
-    def __init__(self, template: dict, endpoint: str, mysql_url: str, workdir: Path):
+    def __init__(self, template: dict, endpoint: str, rds: dict, workdir: Path):
         self.template, self.endpoint, self.workdir = template, endpoint, workdir
         self.bucket = f"churn-rehearsal-{uuid.uuid4().hex[:8]}"
         self.parameters = {"BucketName": self.bucket, "ImageTag": "v1"}
@@ -71,18 +72,10 @@ class Stack:
         )
 
         # DatabaseSecret after its target attachment: the keys RDS + SecretTargetAttachment write
-        url = sa.make_url(mysql_url)
-        self.database_url = mysql_url
-        secret = {
-            "username": url.username,
-            "password": url.password or "",
-            "dbname": url.database,
-            "engine": "mysql",
-            "host": url.host,
-            "port": url.port or 3306,
-        }
+        # (the rds fixture: a MariaDB that requires TLS, its certificate signed by a test CA)
+        self.rds = rds
         self.secret_arn = secrets.create_secret(
-            Name=f"{STACK}/mysql", SecretString=json.dumps(secret)
+            Name=f"{STACK}/mysql-app-{uuid.uuid4().hex[:6]}", SecretString=json.dumps(rds["secret"])
         )["ARN"]
 
         # The two rules, their patterns from the template; an SQS queue per rule records
@@ -122,6 +115,15 @@ class Stack:
         bucket, key = location.removeprefix("s3://").split("/", 1)
         assert bucket == self.bucket
         self.s3.upload_file(str(archive), bucket, key)
+        # the CA bundle at the ingestion jobs' --db-ca-bundle (deploy.sh: the RDS bundle)
+        location = resolve(
+            self.template["Resources"]["IngestRawJob"]["Properties"]["DefaultArguments"],
+            self.template,
+            self.parameters,
+        )["--db-ca-bundle"]
+        bucket, key = location.removeprefix("s3://").split("/", 1)
+        assert bucket == self.bucket
+        self.s3.upload_file(self.rds["ca_bundle"], bucket, key)
 
     def job_arguments(self, job: str) -> list[str]:
         """The command line Glue gives the job's script: its own arguments, then the
@@ -288,12 +290,12 @@ def count(engine: sa.Engine, table: str, source_file: str) -> int:
         ).scalar_one()
 
 
-def test_the_seed_workflow_end_to_end(template, s3_endpoint, mysql_url, tmp_path):
-    stack = Stack(template, s3_endpoint, mysql_url, tmp_path / "glue")
+def test_the_seed_workflow_end_to_end(template, s3_endpoint, rds, tmp_path):
+    stack = Stack(template, s3_endpoint, rds, tmp_path / "glue")
     stack.workdir.mkdir()
     stack.upload_artifacts(tmp_path)
     assert stack.events_for("IngestRawWorkflow") == []  # glue/ is no snapshot prefix
-    engine = sa.create_engine(mysql_url)
+    engine = sa.create_engine(rds["url"])
 
     # 1. a raw snapshot lands -> the raw rule matches -> ingest_raw -> rows in MariaDB
     first = generate(
@@ -374,9 +376,7 @@ def test_the_seed_workflow_end_to_end(template, s3_endpoint, mysql_url, tmp_path
         stack.run_job("IngestProcessedJob")
         assert count(engine, "policies_processed", f"processed/{SECOND}") > 0
 
-        benchmarks = pd.read_csv(
-            stack.s3.get_object(Bucket=stack.bucket, Key="registry/benchmarks.csv")["Body"]
-        )
+        benchmarks = ModelRegistry(f"s3://{stack.bucket}/registry").benchmarks()
         runs = benchmarks[benchmarks["role"] == "challenger"]
         assert runs["snapshot"].tolist() == [f"raw/{FIRST}", f"raw/{SECOND}"]  # object keys
         assert runs["decision"].iloc[0] == "promoted"

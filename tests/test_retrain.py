@@ -12,6 +12,8 @@ import pytest
 import yaml
 from kedro_project import BIN, FAST_RETRAIN, REPO, env, generate, make_project, retrain, run
 
+from churn_kedro.registry import ModelRegistry
+
 pytestmark = pytest.mark.slow
 
 STAMP = "2026-11-01_06-00-00"
@@ -26,9 +28,7 @@ def registry_state(project):
         sorted(p.name for p in (root / "versions").iterdir())
         if (root / "versions").exists()
         else [],
-        pd.read_csv(root / "benchmarks.csv")
-        if (root / "benchmarks.csv").exists()
-        else pd.DataFrame(),
+        ModelRegistry(root).benchmarks(),
     )
 
 

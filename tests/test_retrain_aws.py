@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 
 import boto3
-import pandas as pd
 import pytest
 from kedro_project import generate, make_project, retrain
 from seaweedfs import seaweedfs_s3
+
+from churn_kedro.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +56,6 @@ def test_retrain_reads_raw_from_s3_and_writes_the_registry_there(s3, tmp_path):
     assert {
         f"registry/versions/{version}/model.joblib",
         f"registry/versions/{version}/card.json",
-        "registry/benchmarks.csv",
         "reporting/roc.png",
     } <= keys
     card = json.loads(
@@ -66,7 +66,11 @@ def test_retrain_reads_raw_from_s3_and_writes_the_registry_there(s3, tmp_path):
     assert card["data"]["source_file"] == f"raw/{SNAPSHOT}"  # the key in ingestion_log
     # nothing was written locally: the aws environment differs only in where data lives
     assert not (project / "data/06_models").exists() and not (project / "data/03_primary").exists()
-    benchmarks = pd.read_csv(
-        client.get_object(Bucket=BUCKET, Key="registry/benchmarks.csv")["Body"]
-    )
+    assert any(key.startswith("registry/benchmarks/") for key in keys)
+    storage_options = {
+        "key": s3["AWS_ACCESS_KEY_ID"],
+        "secret": s3["AWS_SECRET_ACCESS_KEY"],
+        "endpoint_url": s3["AWS_ENDPOINT_URL"],
+    }
+    benchmarks = ModelRegistry(f"s3://{BUCKET}/registry", storage_options).benchmarks()
     assert benchmarks[benchmarks["role"] == "challenger"]["decision"].tolist() == ["promoted"]

@@ -157,3 +157,26 @@ def test_unquoted_yes_no_in_the_schema_stops_with_the_fix():
     assert "categorical_features.code.values: ['A', 1]" in message
     assert "grade" not in message  # numbers alone are a numeric code, read as text
     assert 'quote them as they appear in the files, e.g. positive: "Yes"' in message
+
+
+def test_ids_longer_than_the_maximum_are_rejected(schema):
+    assert schema.id_max_length == 128  # conf/base/parameters.yml: the database column's width
+    longest, too_long = "L" * 128, "L" * 129
+    text = HEADER + f"{longest},30,100,auto,0,0\n {too_long} ,30,100,auto,0,0\n  ,30,100,auto,0,0\n"
+    result = validate_frame(read(text), schema, "f.csv")
+    reasons = dict(zip(result.rejected["row_number"], result.rejected["reason"]))
+    assert reasons == {
+        2: "customer_id: 129 characters, longer than the maximum of 128",
+        3: "customer_id: missing",  # only spaces
+    }
+    assert result.valid["customer_id"].tolist() == [longest]
+    shorter = Schema.from_params({**schema.to_dict(), "id_max_length": 4})
+    assert shorter.to_dict()["id_max_length"] == 4
+    result = validate_frame(
+        read(HEADER + "abcd,30,100,auto,0,0\nabcde,30,100,auto,0,0\n"), shorter, "f"
+    )
+    assert result.rejected["reason"].tolist() == [
+        "customer_id: 5 characters, longer than the maximum of 4"
+    ]
+    with pytest.raises(ValueError, match="id_max_length must be 1 or more"):
+        Schema.from_params({**schema.to_dict(), "id_max_length": 0})

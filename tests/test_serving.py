@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import free_port
 from serving_fixtures import (
     SCHEMA,
@@ -31,9 +34,10 @@ from churn_kedro.export import export_serving_form, pipeline_probability, probe_
 from churn_kedro.inference import MISSING_CATEGORY, ServingModel, predict
 from churn_kedro.registry import SERVING_FILE, ModelRegistry, RegistryError
 from churn_kedro.schema import validate_frame
-from churn_kedro.serving.app import Application
+from churn_kedro.serving.app import ROUTES, Application, openapi_document
 from churn_kedro.serving.lambda_handler import handler
 
+REPO = Path(__file__).resolve().parents[1]
 FAMILIES = ("logistic_regression", "random_forest", "catboost")
 
 
@@ -135,7 +139,8 @@ def test_health_model_openapi(server, registry):
     assert status == 200 and body["openapi"].startswith("3.")
     assert set(body["paths"]) == {"/predict", "/health", "/model", "/openapi.json"}
     instance = body["components"]["schemas"]["Instance"]
-    assert instance["properties"]["policy_type"]["enum"] == ["auto", "home", "life"]
+    # nullable: null is listed in the enum too (OpenAPI 3.0 wants it there)
+    assert instance["properties"]["policy_type"]["enum"] == ["auto", "home", "life", None]
     assert instance["properties"]["age"] == {
         "type": "integer",
         "nullable": True,
@@ -389,6 +394,254 @@ def test_ids_come_back_as_sent_even_beyond_64_bits(server):
     assert [p["customer_id"] for p in answer["predictions"]] == ids
 
 
+# ---- hostile bodies: a 4xx in the error shape, over HTTP and through the Lambda handler ----
+
+
+def _text(body: dict) -> str:
+    """JSON text with every non-ASCII character escaped (a lone surrogate as \\ud800)."""
+    return json.dumps(body)
+
+
+HOSTILE = [
+    # (name, body text, status, field or None, words in the message)
+    (
+        "nested 1,000 deep",
+        '{"instances": ' + "[" * 1000 + "]" * 1000 + "}",
+        400,
+        None,
+        "nested too deeply",
+    ),
+    (
+        "nested 100,000 deep",
+        '{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        400,
+        None,
+        "nested too deeply",
+    ),
+    (
+        "integer feature of 400 digits",
+        _text(with_(annual_premium=10**400)),
+        422,
+        "instances[1].annual_premium",
+        "an integer of 401 digits is beyond the range of a number",
+    ),
+    (
+        "integer feature of 400 digits, alone",
+        _text({"instances": [{**GOOD, "annual_premium": 10**400}]}),
+        422,
+        "instances[0].annual_premium",
+        "beyond the range of a number",
+    ),
+    (
+        "id of 5,000 digits",
+        _text(with_(customer_id=0)).replace('"customer_id": 0', '"customer_id": ' + "9" * 5000),
+        400,
+        None,
+        "4300",
+    ),
+    ("lone surrogate in an id", _text(with_(customer_id="\ud800")), 400, None, "surrogate"),
+    (
+        "lone surrogate in a category",
+        _text(with_(policy_type="auto\udfff")),
+        400,
+        None,
+        "surrogate",
+    ),
+    (
+        "lone surrogate in a field name",
+        _text({"instances": [{**GOOD, "\ud800": 1}]}),
+        400,
+        None,
+        "surrogate",
+    ),
+    (
+        "lone surrogate as a top-level key",
+        _text({"instances": [GOOD], "\udc00x": 1}),
+        400,
+        None,
+        "surrogate",
+    ),
+    (
+        "id of only spaces",
+        _text(with_(customer_id="   ")),
+        422,
+        "instances[1].customer_id",
+        "blank",
+    ),
+    (
+        "id of 129 characters",
+        _text(with_(customer_id="x" * 129)),
+        422,
+        "instances[1].customer_id",
+        "129 characters, longer than the maximum of 128",
+    ),
+    (
+        "integer id of 129 digits",
+        _text(with_(customer_id=10**128)),
+        422,
+        "instances[1].customer_id",
+        "129 characters, longer than the maximum of 128",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, text, status, field, words", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_bodies_get_a_4xx_in_the_error_shape(
+    server, registry, name, text, status, field, words
+):
+    app = Application(registry.url, refresh_seconds=60, max_batch=10)
+    answers = {"http": server.request("POST", "/predict", text)[:2]}
+    for make_event in (rest_v1_event, http_v2_event):
+        response = handler(make_event("POST", "/predict", text), None, app=app)
+        assert response["headers"]["Content-Type"] == "application/json"
+        answers[make_event.__name__] = (response["statusCode"], json.loads(response["body"]))
+    for via, (got, answer) in answers.items():
+        assert got == status, (via, answer)
+        error = answer["error"]
+        assert error["status"] == status and words in error["message"], (via, error)
+        assert answer["model_version"] == "v3-catboost"
+        if field:
+            assert error["problems"][0]["field"] == field, (via, error)
+
+
+def test_a_lone_surrogate_character_in_a_lambda_event_body_is_a_400(registry):
+    """The Lambda runtime hands the body over as text: a lone surrogate may be a character."""
+    app = Application(registry.url, refresh_seconds=60)
+    body = json.dumps({"instances": [{**GOOD, "customer_id": "a\ud800"}]}, ensure_ascii=False)
+    response = handler(rest_v1_event("POST", "/predict", body), None, app=app)
+    assert response["statusCode"] == 400, response
+    assert "not valid JSON" in json.loads(response["body"])["error"]["message"]
+    # and a path holding one is a 404 that can still be written
+    response = handler(rest_v1_event("GET", "/\udc80x", None), None, app=app)
+    assert response["statusCode"] == 404 and json.loads(response["body"])["error"]["status"] == 404
+
+
+def test_a_long_valid_id_and_a_valid_surrogate_pair_are_served(server):
+    ids = ["x" * 128, "emoji \U0001f600", " padded ", 10**127]
+    status, answer, _ = server.request(
+        "POST", "/predict", _text({"instances": [{**GOOD, "customer_id": i} for i in ids]})
+    )
+    assert status == 200, answer
+    assert [p["customer_id"] for p in answer["predictions"]] == ids
+
+
+# ---- the OpenAPI document and the routes ------------------------------------------------
+
+
+def test_the_served_document_is_valid_openapi_3_0_3(server, registry):
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.validation.validators import OpenAPIV30SpecValidator
+
+    status, document, _ = server.request("GET", "/openapi.json")
+    assert status == 200 and document["openapi"] == "3.0.3"
+    validate(document, cls=OpenAPIV30SpecValidator)  # raises on any breach of the 3.0 schema
+    validate(openapi_document(None, 10), cls=OpenAPIV30SpecValidator)  # no champion yet
+    instance = document["components"]["schemas"]["Instance"]
+    assert instance["additionalProperties"] is False
+    assert instance["properties"]["annual_premium"] == {
+        "type": "number",
+        "nullable": True,
+        "minimum": 0,
+        "exclusiveMinimum": True,
+    }
+    assert instance["properties"]["customer_id"]["oneOf"][1]["maxLength"] == 128
+    predict = document["paths"]["/predict"]["post"]
+    body = predict["requestBody"]["content"]["application/json"]["schema"]
+    assert body["additionalProperties"] is False
+    assert {"200", "400", "405", "413", "415", "422", "503"} == set(predict["responses"])
+    assert "6291456 bytes" in predict["responses"]["413"]["description"]
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            assert "405" in operation["responses"], path
+
+
+def test_bounds_in_openapi_3_0_form():
+    from churn_kedro.serving.app import _bounds
+
+    assert _bounds({"gt": 0}) == {"minimum": 0, "exclusiveMinimum": True}
+    assert _bounds({"min": 1, "gt": 0, "lt": 5}) == {
+        "minimum": 1,
+        "maximum": 5,
+        "exclusiveMaximum": True,
+    }
+    assert _bounds({"min": 0, "gt": 0, "max": 3}) == {
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": 3,
+    }
+    assert _bounds({}) == {}
+
+
+def test_one_list_of_routes_for_the_server_the_lambda_handler_and_the_document(registry):
+    app = Application(registry.url, refresh_seconds=60)
+    assert set(openapi_document(None, 10)["paths"]) == set(ROUTES)
+    for path, methods in ROUTES.items():
+        (method,) = methods
+        body = json.dumps({"instances": [GOOD]}) if method == "POST" else None
+        assert app.handle(method, path, {"content-type": "application/json"}, body).status == 200
+        event = rest_v1_event(method, "/prod" + path, body)  # behind a stage prefix
+        assert handler(event, None, app=app)["statusCode"] == 200, path
+        other = "GET" if method == "POST" else "POST"
+        response = handler(rest_v1_event(other, path, body), None, app=app)
+        assert response["statusCode"] == 405 and response["headers"]["Allow"] == method
+
+
+# ---- serving another Kedro environment ---------------------------------------------------
+
+
+def test_serve_reads_the_registry_and_schema_of_a_kedro_environment(tmp_path, registry_template):
+    """`python -m churn_kedro.serving --env mine` (what `make serve ENV=mine` runs) serves
+    the registry of conf/mine's catalog, and says when conf/mine's schema is not the
+    champion's (requests are checked against the champion's)."""
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "conf", project / "conf")
+    shutil.copytree(registry_template, project / "elsewhere" / "registry")
+    base = yaml.safe_load((REPO / "conf/base/globals.yml").read_text())
+    mine = project / "conf" / "mine"
+    mine.mkdir()
+    paths = {**base["paths"], "registry": "elsewhere/registry"}
+    (mine / "globals.yml").write_text(yaml.safe_dump({"paths": paths}))
+    port = free_port()
+    command = [sys.executable, "-m", "churn_kedro.serving", "--env", "mine", "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if k != "CHURN_REGISTRY"}
+
+    def serve_once() -> tuple[dict, str]:
+        process = subprocess.Popen(
+            command,
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                        health = json.loads(r.read())
+                    break
+                except (urllib.error.URLError, ConnectionError):
+                    assert process.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.2)
+        finally:
+            process.terminate()
+            output = process.communicate(timeout=10)[0]
+        return health, output
+
+    health, output = serve_once()
+    assert health == {"status": "ok", "model_version": "v3-catboost"}
+    assert "serving elsewhere/registry (champion v3-catboost)" in output
+    assert "trained with other" not in output
+
+    params = yaml.safe_load((REPO / "conf/base/parameters.yml").read_text())
+    params["schema"]["numeric_features"]["age"]["max"] = 99
+    (mine / "parameters.yml").write_text(yaml.safe_dump({"schema": params["schema"]}))
+    health, output = serve_once()
+    assert health["model_version"] == "v3-catboost"
+    assert "trained with other numeric_features rules than conf/mine's schema" in output, output
+
+
 # ---- champion loading -------------------------------------------------------------------
 
 
@@ -591,6 +844,19 @@ def test_serving_form_equals_the_pipeline(family):
     assert np.max(np.abs(got - expected)) <= 1e-9
 
 
+def test_numbers_beyond_float32_score_as_the_pipeline_does():
+    """A valid request may carry 1e300: CatBoost casts it to float32 (inf), so does the form."""
+    model = fit("catboost", seed=3)
+    frame = feature_frame(50, seed=4)
+    frame.loc[::2, "annual_premium"] = 1e300
+    frame.loc[1::4, "claims_count"] = 1e39
+    card_ = card("v", "catboost")
+    serving = ServingModel.from_bytes(export_serving_form(model, card_).to_bytes())
+    got = predict({"version": "v", "model": serving, "card": card_}, frame).probability
+    expected = model.predict_proba(frame[SCHEMA.features])[:, 1]
+    assert np.max(np.abs(got - expected)) <= 1e-9
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_pipelines_treat_none_and_nan_categories_alike(family):
     model = fit(family, seed=5)
@@ -630,20 +896,29 @@ def test_request_rules_agree_with_the_schema():
         {**GOOD, "policy_type": None},
         {**GOOD, "age": None},
         {**GOOD, "policy_type": " home "},
+        {**GOOD, "customer_id": "   "},
+        {**GOOD, "customer_id": "i" * 128},
+        {**GOOD, "customer_id": "i" * 129},
     ]
     from churn_kedro.serving.validation import RequestError, check_instances
+
+    def with_id(i: int, row: dict) -> dict:  # a distinct id, unless the row tests the id
+        return {
+            **row,
+            "customer_id": i if row["customer_id"] == GOOD["customer_id"] else row["customer_id"],
+        }
 
     card_ = card("v", "catboost")
     api_rejects = []
     for i, row in enumerate(rows):
         try:
-            check_instances({"instances": [{**row, "customer_id": i}]}, card_, 10)
+            check_instances({"instances": [with_id(i, row)]}, card_, 10)
             api_rejects.append(False)
         except RequestError:
             api_rejects.append(True)
     text = pd.DataFrame(
         [
-            {k: "" if v is None else str(v) for k, v in {**r, "customer_id": i}.items()}
+            {k: "" if v is None else str(v) for k, v in with_id(i, r).items()}
             for i, r in enumerate(rows)
         ]
     )

@@ -22,6 +22,13 @@ from omegaconf import OmegaConf
 
 
 class ConfigLoader(OmegaConfigLoader):
+    @staticmethod
+    def _register_new_resolvers(resolvers: dict[str, Any]) -> None:
+        # OmegaConf's current API: Kedro's own registration of custom resolvers uses the
+        # deprecated register_new_resolver, which warns on every run.
+        for name, resolver in resolvers.items():
+            OmegaConf.register_resolver(name, resolver, replace=True)
+
     def __getitem__(self, key: str) -> dict[str, Any]:
         if key != "parameters" or not self.runtime_params:
             return super().__getitem__(key)

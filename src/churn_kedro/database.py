@@ -9,7 +9,12 @@ text locally and on S3, and distinct for a raw and a processed file of one name.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -99,12 +104,24 @@ def build_metadata(schema: Schema | None = None) -> sa.MetaData:
 
 def create_engine(url: str | sa.URL, **kwargs) -> sa.Engine:
     """An engine for our tables: a SQLite file's folder is created; MySQL gets
-    utf8mb4 and LOAD DATA LOCAL INFILE enabled (the fast bulk path)."""
+    utf8mb4 and LOAD DATA LOCAL INFILE enabled (the fast bulk path).
+
+    ``secretsmanager:///<secret id>?ssl_ca=<CA bundle>`` (what the ``db_secret`` resolver
+    puts in the aws environment's credentials) is resolved here, at connection time: the
+    secret's value is read from Secrets Manager and lives only in the engine, never in
+    Kedro's configuration. A MySQL URL with ``ssl_ca`` connects over TLS only, verifying
+    the server's certificate and host name against that bundle (PyMySQL refuses a server
+    that does not offer TLS when a CA is given).
+    """
     url = sa.make_url(url)
+    if url.get_backend_name() == SECRET_SCHEME:
+        url = database_url_from_secret(url.database, url.query.get("ssl_ca"))
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     if url.get_backend_name() == "mysql":
         url = url.update_query_dict({"charset": "utf8mb4", "local_infile": "1"})
+        if "ssl_ca" in url.query and not Path(url.query["ssl_ca"]).is_file():
+            raise FileNotFoundError(f"ssl_ca: no CA bundle at {url.query['ssl_ca']}")
     # hide_parameters: an error or a log line never carries a statement's values (customer rows)
     return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
@@ -149,27 +166,66 @@ class DatabaseSecretError(RuntimeError):
     """The database secret could not be read; the message never holds its value."""
 
 
-_SECRET_URLS: dict[str, str] = {}
+SECRET_SCHEME = "secretsmanager"
 
 
-def database_url_from_secret(secret_id: str | None) -> str | None:
-    """The SQLAlchemy URL of the RDS MySQL database whose connection lives in the AWS
-    Secrets Manager secret ``secret_id`` (JSON: host, port, username, password, dbname;
-    the RDS-managed layout, ``user``/``database`` accepted too).
-
-    Registered as the ``db_secret`` config resolver (settings.py) for conf/aws/credentials.yml.
-    No secret id (CHURN_DB_SECRET unset) gives None, so runs that need no database still
-    start. boto3 is imported only here; errors name the secret id and the problem only.
+def secret_reference(secret_id: str | None, ca_bundle: str | None = None) -> str | None:
+    """``secretsmanager:///<secret id>?ssl_ca=<ca_bundle>``: where the database connection
+    is, not what it is. Registered as the ``db_secret`` config resolver (settings.py) for
+    conf/aws/credentials.yml; :func:`create_engine` reads the secret when it connects, so
+    the password never enters Kedro's resolved configuration (which Kedro logs at DEBUG).
+    No secret id (CHURN_DB_SECRET unset) gives None, so runs that need no database start.
     """
     if not secret_id:
         return None
-    if secret_id in _SECRET_URLS:
-        return _SECRET_URLS[secret_id]
+    query = {"ssl_ca": ca_bundle} if ca_bundle else {}
+    return sa.URL.create(SECRET_SCHEME, database=secret_id, query=query).render_as_string()
+
+
+def _secret_region(secret_id: str) -> str | None:
+    """The secret's region: from its ARN, else AWS_REGION (set by Glue and Lambda, and
+    not read by botocore), else None (botocore's own chain: AWS_DEFAULT_REGION, config)."""
+    if secret_id.startswith("arn:"):
+        return secret_id.split(":")[3] or None
+    return os.environ.get("AWS_REGION") or None
+
+
+@contextlib.contextmanager
+def _quiet_botocore() -> Iterator[None]:
+    """botocore logs whole request and response bodies at DEBUG: a secret's value among
+    them. Its body loggers are held at INFO for the call."""
+    loggers = [logging.getLogger(name) for name in ("botocore.parsers", "botocore.endpoint")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def database_url_from_secret(secret_id: str, ca_bundle: str | None = None) -> sa.URL:
+    """The SQLAlchemy URL of the RDS MySQL database whose connection lives in the AWS
+    Secrets Manager secret ``secret_id`` (JSON: host, port, username, password, dbname;
+    the RDS-managed layout, ``user``/``database`` accepted too), over TLS verified against
+    ``ca_bundle`` (the RDS certificate bundle; required: RDS is never reached in clear).
+
+    Returns a URL object (its ``str`` hides the password); errors name the secret id and
+    the problem only. boto3 is imported only here.
+    """
+    if not ca_bundle:
+        raise DatabaseSecretError(
+            f"secret {secret_id!r}: no CA bundle to verify the database's TLS certificate "
+            "(set CHURN_DB_CA_BUNDLE, or pass --db-ca-bundle to the Glue job)"
+        )
     import boto3  # only the aws environment needs it
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+        client = boto3.client("secretsmanager", region_name=_secret_region(secret_id))
+        with _quiet_botocore():
+            value = client.get_secret_value(SecretId=secret_id)["SecretString"]
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "error")
         raise DatabaseSecretError(f"secret {secret_id!r}: cannot read it ({code})") from None
@@ -190,13 +246,48 @@ def database_url_from_secret(secret_id: str | None) -> str | None:
         missing.append("dbname")
     if missing:
         raise DatabaseSecretError(f"secret {secret_id!r}: missing key(s) {', '.join(missing)}")
-    url = sa.URL.create(
+    return sa.URL.create(
         "mysql+pymysql",
         username=str(fields.get("username", fields.get("user"))),
         password=str(fields["password"]),
         host=str(fields["host"]),
         port=int(fields.get("port") or 3306),
         database=str(fields.get("dbname", fields.get("database"))),
+        query={"ssl_ca": ca_bundle},
     )
-    _SECRET_URLS[secret_id] = url.render_as_string(hide_password=False)
-    return _SECRET_URLS[secret_id]
+
+
+# What the ingestion and scoring jobs do to the database: create their tables (and their
+# indexes), read, insert (LOAD DATA LOCAL INFILE needs INSERT only, not FILE), update the
+# ingestion log and delete an object's rows when it is replaced.
+APP_GRANTS = "SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX"
+
+
+def bootstrap_app_user(
+    master_secret_id: str, app_secret_id: str, ca_bundle: str | None = None
+) -> str:
+    """Create (or bring up to date) the application user the jobs connect as, from the
+    master user: the user, password and database of the ``app_secret_id`` secret, over TLS
+    only (``REQUIRE SSL``), with :data:`APP_GRANTS` on that database and nothing else.
+    Idempotent: re-running it resets the password to the secret's (after a rotation).
+    Returns the user name. The password goes to the server as a bound parameter of an
+    engine that hides parameters in its logs and errors."""
+    app = database_url_from_secret(app_secret_id, ca_bundle)
+    master = database_url_from_secret(master_secret_id, ca_bundle).set(database=app.database)
+    user, name = app.username, app.database
+    if not re.fullmatch(r"\w{1,32}", user) or not re.fullmatch(r"\w{1,64}", name):
+        raise DatabaseSecretError(
+            f"secret {app_secret_id!r}: username or dbname is not a plain name"
+        )
+    engine = create_engine(master, hide_parameters=True)
+    try:
+        with engine.begin() as conn:
+            for statement in (
+                f"CREATE USER IF NOT EXISTS '{user}'@'%%' IDENTIFIED BY %s REQUIRE SSL",
+                f"ALTER USER '{user}'@'%%' IDENTIFIED BY %s REQUIRE SSL",
+            ):
+                conn.exec_driver_sql(statement, (app.password,))
+            conn.exec_driver_sql(f"GRANT {APP_GRANTS} ON `{name}`.* TO '{user}'@'%%'")
+    finally:
+        engine.dispose()
+    return user

@@ -13,8 +13,13 @@ Job arguments (Glue passes its own too, e.g. --JOB_NAME, --TempDir: they are ign
   --force true             replace an object whose content changed since it was loaded
   --params K=V,K2=V2       further runtime parameters, as `kedro run --params`
 
-Exits non-zero when the pipeline fails (the seed's scripts printed the error and
-exited 0, so Glue reported success).
+  --master-secret-id ID    (bootstrap_database.py only) the RDS master user's secret
+  --db-ca-bundle URI       the CA bundle that verifies the database's TLS certificate (the
+                           RDS global bundle deploy.sh uploads), local or s3://
+
+Exit status (see :func:`main`): a run that succeeds ends the script normally, with no
+``sys.exit`` at all, so Glue reports SUCCEEDED whatever it makes of ``SystemExit(0)``
+in a Spark job's driver; a failed run exits 1, which Glue reports as FAILED.
 """
 
 from __future__ import annotations
@@ -58,8 +63,12 @@ PLAIN_LOGGING = {
 def parse_arguments(argv: list[str]) -> dict[str, Any]:
     """The job's arguments; getResolvedOptions on Glue, argparse elsewhere. Unknown
     arguments (Glue's own) are tolerated either way."""
+    # allow_abbrev=False: Glue passes arguments of its own (--conf among them), which a
+    # prefix match would take for ours (--conf for --conf-source).
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--db-secret-id", dest="db_secret_id")
@@ -68,6 +77,8 @@ def parse_arguments(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--object-key", dest="object_key")
     parser.add_argument("--force", default="false")
     parser.add_argument("--params", default="")
+    parser.add_argument("--db-ca-bundle", dest="db_ca_bundle")
+    parser.add_argument("--master-secret-id", dest="master_secret_id")
     options = vars(parser.parse_known_args(argv)[0])
     try:
         from awsglue.utils import getResolvedOptions  # present on Glue only
@@ -92,6 +103,17 @@ def runtime_params(options: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def local_copy(uri: str) -> str:
+    """A local path for ``uri``: an s3:// (or other fsspec) object is downloaded first."""
+    if "://" not in uri:
+        return uri
+    import fsspec
+
+    local = Path(tempfile.mkdtemp(prefix="churn-glue-")) / uri.rstrip("/").rsplit("/", 1)[-1]
+    fsspec.filesystem(uri.split("://", 1)[0]).get(uri, str(local), recursive=True)
+    return str(local)
+
+
 def conf_source(option: str | None, script: Path) -> str:
     """A local folder or archive Kedro can read: an s3:// archive is downloaded first."""
     if option is None:
@@ -101,13 +123,7 @@ def conf_source(option: str | None, script: Path) -> str:
                 "no configuration: pass --conf-source s3://.../conf-churn_kedro.tar.gz"
             )
         return str(beside)
-    if "://" not in option:
-        return option
-    import fsspec
-
-    local = Path(tempfile.mkdtemp(prefix="churn-conf-")) / option.rstrip("/").rsplit("/", 1)[-1]
-    fsspec.filesystem(option.split("://", 1)[0]).get(option, str(local), recursive=True)
-    return str(local)
+    return local_copy(option)
 
 
 def run_pipeline(pipeline: str, argv: list[str], script: str) -> int:
@@ -117,12 +133,12 @@ def run_pipeline(pipeline: str, argv: list[str], script: str) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     options = parse_arguments(argv)
     os.environ["CHURN_BUCKET"] = options["bucket"]
-    if options["db_secret_id"]:
-        os.environ["CHURN_DB_SECRET"] = options[
-            "db_secret_id"
-        ]  # the id; the resolver reads the value
+    if options["db_secret_id"]:  # the id; the engine factory reads the value
+        os.environ["CHURN_DB_SECRET"] = options["db_secret_id"]
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
     try:
+        if options["db_ca_bundle"]:
+            os.environ["CHURN_DB_CA_BUNDLE"] = local_copy(options["db_ca_bundle"])
         from kedro.framework.project import LOGGING, configure_project
         from kedro.framework.session import KedroSession
 
@@ -142,3 +158,27 @@ def run_pipeline(pipeline: str, argv: list[str], script: str) -> int:
         return 1
     logger.info("%s completed", pipeline)
     return 0
+
+
+def main(pipeline: str, script: str) -> None:
+    """The wrappers' entry point: returns when the run succeeded, exits 1 when it failed."""
+    if run_pipeline(pipeline, sys.argv[1:], script) != 0:
+        sys.exit(1)
+
+
+def bootstrap_main() -> None:
+    """glue_wrappers/bootstrap_database.py: the application user of --db-secret-id, created
+    by the master user of --master-secret-id (churn_kedro.database.bootstrap_app_user)."""
+    from churn_kedro import database
+
+    logging.config.dictConfig(PLAIN_LOGGING)
+    options = parse_arguments(sys.argv[1:])
+    if not (options["master_secret_id"] and options["db_secret_id"]):
+        raise SystemExit("bootstrap: pass --master-secret-id and --db-secret-id")
+    try:
+        ca = local_copy(options["db_ca_bundle"]) if options["db_ca_bundle"] else None
+        user = database.bootstrap_app_user(options["master_secret_id"], options["db_secret_id"], ca)
+    except Exception as exc:  # the engine hides SQL parameters: no password in the message
+        logger.error("bootstrap failed: %s", exc)
+        sys.exit(1)
+    logger.info("application user %s ready", user)

@@ -277,8 +277,10 @@ class ServingModel:
         whole rows is what makes the per-tree leaf index cheap."""
         a = self.arrays
         n = len(numeric[0]) if numeric else len(features[self.categorical[0]])
-        # CatBoost binarizes float32 features against its (float32) borders.
-        floats = np.array(numeric, dtype=np.float32).reshape(len(numeric), n)
+        # CatBoost binarizes float32 features against its (float32) borders; a value
+        # beyond float32's range becomes +-inf there as here (no warning: it is expected).
+        with np.errstate(over="ignore"):
+            floats = np.array(numeric, dtype=np.float32).reshape(len(numeric), n)
         nan = np.isnan(floats)
 
         def above(feature, border):

@@ -5,6 +5,10 @@
     churn-registry show VERSION           a version's card (JSON)
     churn-registry promote VERSION        make VERSION the champion
     churn-registry rollback               restore the champion before the current one
+    churn-registry benchmarks             every run's benchmark rows as one CSV table
+
+Errors (a version that is missing or incomplete, a file of the registry that cannot be
+read or lacks a field) are one line naming the file, and exit code 2.
 
 The registry is --registry PATH|s3://..., else $CHURN_REGISTRY, else the `model_registry`
 path of the Kedro environment given by --env (default: local, i.e. data/06_models/registry).
@@ -13,11 +17,12 @@ path of the Kedro environment given by --env (default: local, i.e. data/06_model
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 
-from churn_kedro.registry import ModelRegistry, RegistryError
+from churn_kedro.registry import CARD_FILE, ModelRegistry, RegistryError
 
 
 def _registry_from_conf(env: str | None) -> str:
@@ -33,6 +38,34 @@ def _registry_from_conf(env: str | None) -> str:
     return loader["catalog"]["model_registry"]["path"]
 
 
+@contextlib.contextmanager
+def _fields_of(name: str, field: str = "field"):
+    """Turn a missing or mistyped field of the file ``name`` into a RegistryError naming it."""
+    try:
+        yield
+    except KeyError as exc:
+        raise RegistryError(f"{name} has no {exc.args[0]!r} {field}") from exc
+    except (TypeError, ValueError, IndexError) as exc:
+        raise RegistryError(f"{name} has a malformed {field}: {exc}") from exc
+
+
+# what `status` shows of the last run
+BENCHMARK_COLUMNS = (
+    "run_at",
+    "snapshot",
+    "model",
+    "role",
+    "cv_roc_auc",
+    "holdout_roc_auc",
+    "decision",
+    "reason",
+)
+
+
+def _card_name(registry: ModelRegistry, version: str) -> str:
+    return registry.fs.unstrip_protocol(registry.version_path(version, CARD_FILE))
+
+
 def _status(registry: ModelRegistry) -> str:
     lines = []
     champion = registry.champion()
@@ -40,27 +73,37 @@ def _status(registry: ModelRegistry) -> str:
         lines.append(f"No champion in {registry.url} yet.")
     else:
         card = registry.card(champion["version"])
-        m = card["metrics"]
-        low, high = m["roc_auc_ci"]
-        lines += [
-            f"Champion: {champion['version']} ({card['family']}), since {champion['promoted_at']}",
-            f"  holdout ROC-AUC {m['roc_auc']:.4f} (CI {low:.4f}-{high:.4f}), Brier {m['brier']:.4f}, "
-            f"average precision {m['average_precision']:.4f}, threshold {card['threshold']:.3f}",
-            f"  trained on {card['data']['training_rows']} rows of {card['data']['source_file']}",
-        ]
+        with _fields_of(_card_name(registry, champion["version"])):
+            m = card["metrics"]
+            low, high = m["roc_auc_ci"]
+            lines += [
+                f"Champion: {champion['version']} ({card['family']}), since {champion.get('promoted_at')}",
+                f"  holdout ROC-AUC {m['roc_auc']:.4f} (CI {low:.4f}-{high:.4f}), Brier {m['brier']:.4f}, "
+                f"average precision {m['average_precision']:.4f}, threshold {card['threshold']:.3f}",
+                f"  trained on {card['data']['training_rows']} rows of {card['data']['source_file']}",
+            ]
     runs = registry.benchmarks()
     if len(runs):
-        last = runs[runs["run_at"] == runs["run_at"].iloc[-1]]
-        lines.append(f"Last run {last['run_at'].iloc[0]} on {last['snapshot'].iloc[0]}:")
-        for row in last.itertuples():
-            cv = "" if row.cv_roc_auc != row.cv_roc_auc else f"CV {row.cv_roc_auc:.4f}  "
-            lines.append(
-                f"  {row.model:<20} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}  {row.decision}"
-            )
-        challenger = last[last["role"] == "challenger"]
-        if len(challenger):
-            lines.append(f"Decision: {challenger['reason'].iloc[0]}")
+        with _fields_of(registry.fs.unstrip_protocol(registry.benchmark_files()[-1]), "column"):
+            lines += _last_run(runs)
     return "\n".join(lines)
+
+
+def _last_run(runs) -> list[str]:
+    for column in BENCHMARK_COLUMNS:
+        if column not in runs.columns:
+            raise KeyError(column)
+    last = runs[runs["run_at"] == runs["run_at"].iloc[-1]]
+    lines = [f"Last run {last['run_at'].iloc[0]} on {last['snapshot'].iloc[0]}:"]
+    for row in last.itertuples():
+        cv = "" if row.cv_roc_auc != row.cv_roc_auc else f"CV {row.cv_roc_auc:.4f}  "
+        lines.append(
+            f"  {row.model:<20} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}  {row.decision}"
+        )
+    challenger = last[last["role"] == "challenger"]
+    if len(challenger):
+        lines.append(f"Decision: {challenger['reason'].iloc[0]}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,11 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     promote.add_argument("--reason", default="manual promotion")
     rollback = commands.add_parser("rollback", help="restore the previous champion")
     rollback.add_argument("--reason", default="manual rollback")
+    commands.add_parser("benchmarks", help="every run's benchmark rows as one CSV table")
     args = parser.parse_args(argv)
 
     location = args.registry or os.environ.get("CHURN_REGISTRY") or _registry_from_conf(args.env)
-    registry = ModelRegistry(location)
     try:
+        registry = ModelRegistry(location)
         if args.command == "status":
             print(_status(registry))
         elif args.command == "list":
@@ -94,10 +138,11 @@ def main(argv: list[str] | None = None) -> int:
             for version in registry.versions():
                 card = registry.card(version)
                 mark = "*" if version == current else " "
-                print(
-                    f"{mark} {version}  {card['family']:<20} "
-                    f"holdout ROC-AUC {card['metrics']['roc_auc']:.4f}  {card['created_at']}"
-                )
+                with _fields_of(_card_name(registry, version)):
+                    print(
+                        f"{mark} {version}  {card['family']:<20} "
+                        f"holdout ROC-AUC {card['metrics']['roc_auc']:.4f}  {card['created_at']}"
+                    )
         elif args.command == "show":
             print(json.dumps(registry.card(args.version), indent=2))
         elif args.command == "promote":
@@ -106,8 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "rollback":
             doc = registry.rollback(args.reason)
             print(f"champion is now {doc['version']} ({doc['reason']})")
+        elif args.command == "benchmarks":
+            print(registry.benchmarks().to_csv(index=False), end="")
     except RegistryError as exc:
         print(f"churn-registry: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the store itself: permissions, network, credentials
+        print(f"churn-registry: error: cannot use the registry {location}: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -38,6 +38,9 @@ MAX_RECORD_CHARS = 8_000
 TRUNCATED = "...[truncated]"
 # Category values are stored in VARCHAR(255) columns (database.CATEGORY).
 MAX_CATEGORY_CHARS = 255
+# The longest customer id (characters, after stripping): the width of the databases' id
+# column (churn_kedro.database.ID), so that no backend cuts an id silently.
+DEFAULT_ID_MAX_LENGTH = 128
 
 
 class SnapshotError(ValueError):
@@ -79,6 +82,7 @@ class Schema:
     negative_label: str
     numeric: tuple[NumericRule, ...] = field(default_factory=tuple)
     categorical: tuple[CategoricalRule, ...] = field(default_factory=tuple)
+    id_max_length: int = DEFAULT_ID_MAX_LENGTH
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Schema:
@@ -106,18 +110,22 @@ class Schema:
                 negative_label=_label_text(target["negative"]),
                 numeric=numeric,
                 categorical=categorical,
+                id_max_length=int(params.get("id_max_length", DEFAULT_ID_MAX_LENGTH)),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"schema parameters are incomplete or malformed: {exc!r}") from exc
         _check_yaml_types(params)
         if not schema.features:
             raise ValueError("schema parameters name no features")
+        if schema.id_max_length < 1:
+            raise ValueError(f"schema id_max_length must be 1 or more, got {schema.id_max_length}")
         return schema
 
     def to_dict(self) -> dict[str, Any]:
         """The parameters form again, JSON-serialisable (stored in the model card)."""
         return {
             "id_column": self.id_column,
+            "id_max_length": self.id_max_length,
             "target": {
                 "column": self.target,
                 "positive": self.positive_label,
@@ -304,6 +312,16 @@ def validate_frame(
 
     ids = text(schema.id_column)
     fail(ids.isna(), f"{schema.id_column}: missing")
+    id_lengths = ids.str.len()
+    fail(
+        (id_lengths > schema.id_max_length).fillna(False),
+        lambda r: (
+            schema.id_column
+            + ": "
+            + id_lengths[r].astype(str)
+            + f" characters, longer than the maximum of {schema.id_max_length}"
+        ),
+    )
     typed[schema.id_column] = ids
 
     for rule in schema.numeric:

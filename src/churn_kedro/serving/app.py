@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +23,36 @@ import orjson
 
 from churn_kedro.inference import predict
 from churn_kedro.serving.champion import ChampionSource, NoChampion
-from churn_kedro.serving.validation import NonFinite, RequestError, check_instances
+from churn_kedro.serving.validation import (
+    DEFAULT_ID_MAX_LENGTH,
+    NonFinite,
+    RequestError,
+    check_instances,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_REGISTRY = "data/06_models/registry"
 DEFAULT_REFRESH_SECONDS = 60.0
 DEFAULT_MAX_BATCH = 1000
+MAX_BODY_BYTES = 6 * 1024 * 1024  # the Lambda payload limit: the same API both ways
+
+# The API's routes, {path: {method: Application method}}: the one list that the local
+# server, the Lambda handler (a stage prefix is cut to one of these) and /openapi.json use.
+ROUTES: dict[str, dict[str, str]] = {
+    "/predict": {"POST": "predict"},
+    "/health": {"GET": "health"},
+    "/model": {"GET": "model"},
+    "/openapi.json": {"GET": "openapi"},
+}
+
+# A character that str.strip() keeps (so an id is not blank), in a regular expression that
+# reads the same in ECMA-262 (OpenAPI's) and in Python: "\\S" differs between the two.
+NOT_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+# A "\ud800"-style escape of a UTF-16 surrogate; the escaped text is checked only when
+# the body has one (a valid pair, e.g. an emoji, is fine; a lone half is not text).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 @dataclass
@@ -38,22 +62,41 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     def encoded(self) -> bytes:
-        """orjson writes a 10,000-row answer in ~1 ms, json in ~10 ms."""
+        """orjson writes a 10,000-row answer in ~1 ms, json in ~10 ms. Never raises:
+        json's ASCII form escapes whatever orjson refuses (an integer id beyond 64 bits)."""
         try:
             return orjson.dumps(self.body)
-        except orjson.JSONEncodeError:  # an integer id beyond 64 bits
-            return json.dumps(self.body, ensure_ascii=False).encode()
+        except orjson.JSONEncodeError:
+            return json.dumps(self.body).encode()
 
 
 def _parse_json(body: bytes | str | None) -> Any:
     """json, not orjson (which is only ~4 ms faster on a 10,000-row batch): it keeps
     NaN and Infinity tokens for validation to name their field, and integers beyond
-    64 bits exact (orjson makes them floats; an id must come back as sent)."""
+    64 bits exact (orjson makes them floats; an id must come back as sent).
+
+    400 for what is not JSON text, nested too deeply for the parser, a number of more
+    digits than Python converts (4,300), or a lone UTF-16 surrogate escape."""
+    if isinstance(body, str):  # a lone surrogate character then fails to decode below
+        body = body.encode("utf-8", "surrogatepass")
     try:
-        text = body.decode("utf-8") if isinstance(body, bytes) else (body or "")
-        return json.loads(text, parse_constant=NonFinite)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = body.decode("utf-8") if body else ""
+        document = json.loads(text, parse_constant=NonFinite)
+    except RecursionError:
+        raise RequestError(400, "the body is not valid JSON: nested too deeply") from None
+    except (UnicodeError, ValueError) as exc:  # JSONDecodeError is a ValueError, as is
+        # the int-string limit ("Exceeds the limit (4300 digits) ...")
         raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(
+                400,
+                "the body is not valid JSON text: it escapes a lone UTF-16 surrogate "
+                "(\\ud800-\\udfff without its pair), which is no character",
+            ) from None
+    return document
 
 
 class Application:
@@ -86,16 +129,10 @@ class Application:
     ) -> Response:
         headers = {k.lower(): v for k, v in (headers or {}).items()}
         path = "/" + path.strip("/")
-        routes = {
-            "/predict": {"POST": self.predict},
-            "/health": {"GET": self.health},
-            "/model": {"GET": self.model},
-            "/openapi.json": {"GET": self.openapi},
-        }
         try:
-            if path not in routes:
-                raise RequestError(404, f"no such path {path}; the API has {', '.join(routes)}")
-            allowed = routes[path]
+            if path not in ROUTES:
+                raise RequestError(404, f"no such path {path}; the API has {', '.join(ROUTES)}")
+            allowed = ROUTES[path]
             method = method.upper()
             if method == "HEAD" and "GET" in allowed:
                 method = "GET"
@@ -105,7 +142,7 @@ class Application:
                 )
                 response.headers["Allow"] = ", ".join(allowed)
                 return response
-            return allowed[method](headers, body)
+            return getattr(self, allowed[method])(headers, body)
         except RequestError as exc:
             return self._error(exc)
         except NoChampion as exc:
@@ -127,6 +164,10 @@ class Application:
         if version:
             headers["X-Model-Version"] = version
         return Response(status, body, headers)
+
+    def error(self, status: int, message: str) -> Response:
+        """An answer in the error shape (the local server's own refusals use it)."""
+        return self._error(RequestError(status, message))
 
     def _error(self, exc: RequestError, version: str | None | bool = False) -> Response:
         version = self._version() if version is False else version
@@ -163,7 +204,10 @@ class Application:
 
     def health(self, headers, body) -> Response:
         version = self.champions.get()["version"]
-        return self._answer(200, {"status": "ok", "model_version": version}, version)
+        answer = {"status": "ok", "model_version": version}
+        if self.champions.warning:  # serving the last good model, not what the registry says
+            answer["warning"] = self.champions.warning
+        return self._answer(200, answer, version)
 
     def model(self, headers, body) -> Response:
         champion = self.champions.get()
@@ -184,6 +228,24 @@ class Application:
         )
 
 
+def _bounds(rule: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.0 bounds of a numeric rule: ``minimum`` with a boolean ``exclusiveMinimum``
+    (3.0 has no numeric form); of an inclusive and an exclusive bound, the tighter."""
+    out: dict[str, Any] = {}
+    for inclusive, exclusive, key, tighter in (
+        ("min", "gt", "minimum", max),
+        ("max", "lt", "maximum", min),
+    ):
+        low, strict = rule.get(inclusive), rule.get(exclusive)
+        if low is None and strict is None:
+            continue
+        bound = tighter(b for b in (low, strict) if b is not None)
+        out[key] = bound
+        if strict is not None and strict == bound:
+            out["exclusive" + key.capitalize()] = True
+    return out
+
+
 def _instance_schema(card: dict[str, Any] | None) -> dict[str, Any]:
     if card is None:
         return {
@@ -191,27 +253,29 @@ def _instance_schema(card: dict[str, Any] | None) -> dict[str, Any]:
             "description": "the champion card's features (no champion loaded)",
         }
     schema = card["schema"]
+    longest = schema.get("id_max_length", DEFAULT_ID_MAX_LENGTH)
     properties: dict[str, Any] = {
-        schema["id_column"]: {"oneOf": [{"type": "integer"}, {"type": "string"}]}
+        schema["id_column"]: {
+            "description": f"the customer id: an integer of at most {longest} characters "
+            f"as text, or a string of 1 to {longest} characters, not only spaces",
+            "oneOf": [
+                {"type": "integer"},
+                {"type": "string", "minLength": 1, "maxLength": longest, "pattern": NOT_BLANK},
+            ],
+        }
     }
     for name, rule in schema["numeric_features"].items():
         prop: dict[str, Any] = {
             "type": "integer" if rule.get("integer") else "number",
             "nullable": rule.get("nullable", True),
+            **_bounds(rule),
         }
-        for key, openapi_key in (
-            ("min", "minimum"),
-            ("max", "maximum"),
-            ("gt", "exclusiveMinimum"),
-            ("lt", "exclusiveMaximum"),
-        ):
-            if rule.get(key) is not None:
-                prop[openapi_key] = rule[key]
         properties[name] = prop
     for name, rule in schema["categorical_features"].items():
-        prop = {"type": "string", "nullable": rule.get("nullable", True)}
-        if rule.get("values") is not None:
-            prop["enum"] = list(rule["values"])
+        nullable = rule.get("nullable", True)
+        prop = {"type": "string", "nullable": nullable}
+        if rule.get("values") is not None:  # an enum lists null too when null is accepted
+            prop["enum"] = [*rule["values"], *([None] if nullable else [])]
         properties[name] = prop
     return {
         "type": "object",
@@ -221,20 +285,47 @@ def _instance_schema(card: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"X-Model-Version": {"$ref": "#/components/headers/ModelVersion"}},
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
 def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, Any]:
-    """OpenAPI 3.0 of the API; the instance schema is the current champion's."""
+    """OpenAPI 3.0.3 of the API; the instance schema is the current champion's."""
     error = {"$ref": "#/components/schemas/Error"}
     errors = {
-        str(code): {"description": text, "content": {"application/json": {"schema": error}}}
+        str(code): _json(error, text)
         for code, text in (
-            (400, "body is not JSON"),
-            (413, "batch larger than the maximum"),
+            (400, "the body is not JSON text (or the request is malformed)"),
+            (
+                413,
+                f"the body is larger than {MAX_BODY_BYTES} bytes, "
+                f"or the batch larger than {max_batch} instances",
+            ),
             (415, "Content-Type is not application/json"),
             (422, "a field breaks the schema (each problem names its field)"),
             (503, "no champion to serve"),
         )
     }
+    errors["405"] = {
+        **_json(error, "this method is not allowed here"),
+        "headers": {
+            "Allow": {"description": "the allowed method(s)", "schema": {"type": "string"}},
+            "X-Model-Version": {"$ref": "#/components/headers/ModelVersion"},
+        },
+    }
     version = {"type": "string", "nullable": True}
+
+    def operation(summary: str, ok: dict[str, Any], *codes: str, **extra: Any) -> dict:
+        return {
+            "summary": summary,
+            **extra,
+            "responses": {"200": ok, **{code: errors[code] for code in ("405", *codes)}},
+        }
+
     return {
         "openapi": "3.0.3",
         "info": {
@@ -244,15 +335,22 @@ def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, A
         },
         "paths": {
             "/predict": {
-                "post": {
-                    "summary": "Churn probability and label for a batch of customers",
-                    "requestBody": {
+                "post": operation(
+                    "Churn probability and label for a batch of customers",
+                    _json({"$ref": "#/components/schemas/Predictions"}, "predictions"),
+                    "400",
+                    "413",
+                    "415",
+                    "422",
+                    "503",
+                    requestBody={
                         "required": True,
                         "content": {
                             "application/json": {
                                 "schema": {
                                     "type": "object",
                                     "required": ["instances"],
+                                    "additionalProperties": False,
                                     "properties": {
                                         "instances": {
                                             "type": "array",
@@ -265,46 +363,60 @@ def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, A
                             }
                         },
                     },
-                    "responses": {
-                        "200": {
-                            "description": "predictions",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Predictions"}
-                                }
-                            },
-                        },
-                        **errors,
-                    },
-                }
+                )
             },
             "/health": {
-                "get": {
-                    "summary": "Liveness and the serving version",
-                    "responses": {
-                        "200": {"description": "a champion is loaded"},
-                        "503": errors["503"],
-                    },
-                }
+                "get": operation(
+                    "Liveness and the serving version",
+                    _json(
+                        {
+                            "type": "object",
+                            "required": ["status", "model_version"],
+                            "properties": {
+                                "status": {"type": "string", "enum": ["ok"]},
+                                "model_version": {"type": "string"},
+                            },
+                        },
+                        "a champion is loaded",
+                    ),
+                    "503",
+                )
             },
             "/model": {
-                "get": {
-                    "summary": "The champion's model card",
-                    "responses": {"200": {"description": "the card"}, "503": errors["503"]},
-                }
+                "get": operation(
+                    "The champion's model card",
+                    _json(
+                        {
+                            "type": "object",
+                            "required": ["model_version", "card"],
+                            "properties": {
+                                "model_version": {"type": "string"},
+                                "card": {"type": "object"},
+                            },
+                        },
+                        "the card",
+                    ),
+                    "503",
+                )
             },
             "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": {"200": {"description": "OpenAPI"}},
-                }
+                "get": operation(
+                    "This document", _json({"type": "object"}, "OpenAPI 3.0.3 of this API")
+                )
             },
         },
         "components": {
+            "headers": {
+                "ModelVersion": {
+                    "description": "the serving champion's version (absent without one)",
+                    "schema": {"type": "string"},
+                }
+            },
             "schemas": {
                 "Instance": _instance_schema(card),
                 "Predictions": {
                     "type": "object",
+                    "required": ["model_version", "threshold", "predictions"],
                     "properties": {
                         "model_version": {"type": "string"},
                         "threshold": {"type": "number"},
@@ -312,11 +424,16 @@ def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, A
                             "type": "array",
                             "items": {
                                 "type": "object",
+                                "required": ["customer_id", "churn_probability", "churn"],
                                 "properties": {
                                     "customer_id": {
                                         "oneOf": [{"type": "integer"}, {"type": "string"}]
                                     },
-                                    "churn_probability": {"type": "number"},
+                                    "churn_probability": {
+                                        "type": "number",
+                                        "minimum": 0,
+                                        "maximum": 1,
+                                    },
                                     "churn": {"type": "boolean"},
                                 },
                             },
@@ -325,10 +442,12 @@ def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, A
                 },
                 "Error": {
                     "type": "object",
+                    "required": ["error", "model_version"],
                     "properties": {
                         "model_version": version,
                         "error": {
                             "type": "object",
+                            "required": ["status", "message", "problems"],
                             "properties": {
                                 "status": {"type": "integer"},
                                 "message": {"type": "string"},
@@ -336,6 +455,7 @@ def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, A
                                     "type": "array",
                                     "items": {
                                         "type": "object",
+                                        "required": ["field", "problem"],
                                         "properties": {
                                             "field": {"type": "string"},
                                             "problem": {"type": "string"},
@@ -346,6 +466,6 @@ def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, A
                         },
                     },
                 },
-            }
+            },
         },
     }

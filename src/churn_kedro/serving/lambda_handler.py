@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from churn_kedro.serving.app import Application
+from churn_kedro.serving.app import ROUTES, Application
 
 APP = Application()
 
@@ -20,12 +20,17 @@ def _request(event: dict[str, Any]) -> tuple[str, str, dict[str, str], bytes]:
     else:  # REST API proxy (v1)
         method, path = event.get("httpMethod", "GET"), event.get("path", "/")
     # A stage or base path mapping prefixes the path (/v1/predict): route on the last part.
-    for route in ("/predict", "/health", "/model", "/openapi.json"):
+    for route in ROUTES:
         if path.endswith(route):
             path = route
             break
     body = event.get("body") or ""
-    data = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+    # "surrogatepass": a lone surrogate in the event's text reaches the JSON parser (a 400).
+    data = (
+        base64.b64decode(body)
+        if event.get("isBase64Encoded")
+        else body.encode("utf-8", "surrogatepass")
+    )
     return method, path, dict(event.get("headers") or {}), data
 
 

@@ -26,6 +26,23 @@ class RequestError(Exception):
 
 
 MAX_PROBLEMS = 50
+# The id's longest text when the card's schema names none (cards written before the
+# schema had ``id_max_length``): churn_kedro.schema's default, the database column's width.
+DEFAULT_ID_MAX_LENGTH = 128
+_FLOAT_MAX = 1.7976931348623157e308
+
+
+def id_problem(value: Any, max_length: int) -> str | None:
+    """What is wrong with a customer id (a JSON integer or string), as ingestion sees it:
+    blank text is missing, and the text is at most ``max_length`` characters."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return f"expected an integer or a non-empty string, got {_describe(value)}"
+    if isinstance(value, str) and not value.strip():
+        return "blank (an id needs a non-space character)"
+    length = len(value) if isinstance(value, str) else len(str(value))
+    if length > max_length:
+        return f"{length} characters, longer than the maximum of {max_length}"
+    return None
 
 
 def _number_problem(value: Any, rule: dict[str, Any]) -> str | None:
@@ -37,6 +54,8 @@ def _number_problem(value: Any, rule: dict[str, Any]) -> str | None:
         return f"expected a number, got {_describe(value)}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"{value} is not a finite number"
+    if isinstance(value, int) and abs(value) > _FLOAT_MAX:
+        return f"an integer of {len(str(abs(value)))} digits is beyond the range of a number"
     if rule.get("integer") and value % 1 != 0:
         return f"{value:g} is not a whole number"
     for key, bad, words in (
@@ -67,6 +86,8 @@ def _describe(value: Any) -> str:
     kind = {bool: "boolean", str: "string", list: "array", dict: "object", type(None): "null"}.get(
         type(value), type(value).__name__
     )
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**60:
+        return f"an integer of {len(str(abs(value)))} digits"
     text = repr(value) if not isinstance(value, (list, dict)) else ""
     return f"{kind} {text}".strip()[:80]
 
@@ -102,6 +123,7 @@ def check_instances(
         return fast
     schema = card["schema"]
     id_column = schema["id_column"]
+    id_max_length = schema.get("id_max_length", DEFAULT_ID_MAX_LENGTH)
     numeric, categorical = schema["numeric_features"], schema["categorical_features"]
     known = {id_column, *numeric, *categorical}
     rules = [
@@ -124,12 +146,8 @@ def check_instances(
         customer = row.get(id_column)
         if id_column not in row or customer is None:
             problem(i, id_column, "missing")
-        elif isinstance(customer, bool) or not isinstance(customer, (int, str)) or customer == "":
-            problem(
-                i,
-                id_column,
-                f"expected an integer or a non-empty string, got {_describe(customer)}",
-            )
+        elif text := id_problem(customer, id_max_length):
+            problem(i, id_column, text)
         ids.append(customer)
         for name, rule, check in rules:
             if name not in row:
@@ -170,7 +188,12 @@ def _fast_columns(
     if not all(type(row) is dict and row.keys() == keys for row in instances):
         return None
     ids = [row[id_column] for row in instances]
-    if not all((type(i) is int or type(i) is str) and i != "" for i in ids):
+    id_max_length = schema.get("id_max_length", DEFAULT_ID_MAX_LENGTH)
+    if not all(
+        (type(i) is str and 0 < len(i) <= id_max_length and not i.isspace())
+        or (type(i) is int and -(10**15) < i < 10**15)
+        for i in ids
+    ):
         return None
     columns: dict[str, list] = {}
     for name, rule in numeric.items():
@@ -178,7 +201,10 @@ def _fast_columns(
         nullable = rule.get("nullable", True)
         if not all(type(v) in _NUMBER_TYPES or (v is None and nullable) for v in values):
             return None
-        x = np.array([np.nan if v is None else v for v in values], dtype="float64")
+        try:
+            x = np.array([np.nan if v is None else v for v in values], dtype="float64")
+        except OverflowError:  # an integer beyond a float's range
+            return None
         present = x[~np.isnan(x)]
         if not np.isfinite(present).all() or (rule.get("integer") and (present % 1 != 0).any()):
             return None

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The Glue 5.0 dependency closure, prebuilt: every wheel the project wheel needs, at the
+# pins of requirements.txt and constraints.txt, for Glue 5.0's platform (Amazon Linux 2023,
+# glibc 2.34, CPython 3.11, x86_64), binary only. infra/deploy.sh zips it with the project
+# wheel ("zip of wheels", infra/README.md); tests/test_infra.py resolves it offline.
+#
+#   infra/wheelhouse.sh <dest folder> [<project wheel>]
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DEST=${1:?destination folder}
+PYTHON=${PYTHON:-.venv/bin/python}
+GLIBC_MINOR_MAX=34   # Amazon Linux 2023
+# manylinux_2_34 .. manylinux_2_17, then the legacy manylinux2014 alias (CatBoost's only
+# tag); pip prefers the platforms in this order
+PLATFORMS=()
+for minor in $(seq $GLIBC_MINOR_MAX -1 17); do PLATFORMS+=(--platform "manylinux_2_${minor}_x86_64"); done
+PLATFORMS+=(--platform manylinux2014_x86_64)
+TARGET=(--only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 "${PLATFORMS[@]}")
+
+mkdir -p "$DEST"
+"$PYTHON" -m pip download --quiet --dest "$DEST" "${TARGET[@]}" -c constraints.txt -r requirements.txt
+if [[ -n ${2:-} ]]; then cp "$2" "$DEST/"; fi
+# the closure is complete: it installs for that platform from these files alone
+"$PYTHON" -m pip install --quiet --dry-run --ignore-installed --no-index --find-links "$DEST" \
+  --target "$(mktemp -d)" "${TARGET[@]}" -r requirements.txt ${2:+"$DEST/$(basename "$2")"}
