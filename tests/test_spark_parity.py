@@ -149,3 +149,73 @@ def test_every_bad_file_gets_the_same_outcome_on_spark(tmp_path, spark):
         for row, fragment in reasons.items():
             assert fragment in quarantined[row]
     assert count(tmp_path, "policies_raw", f"raw/{good.name}") == 20
+
+
+def mysql_rows(url: str, sql: str) -> list[tuple]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        return sorted(tuple(r) for r in conn.exec_driver_sql(sql).fetchall())
+
+
+@pytest.fixture
+def scratch_mysql():
+    import uuid
+
+    import sqlalchemy as sa
+    from conftest import MYSQL_SERVER, _scratch_database
+
+    try:
+        sa.create_engine(MYSQL_SERVER, connect_args={"connect_timeout": 3}).connect().close()
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"MariaDB unreachable: {exc.orig}")
+    with _scratch_database(sa.make_url(MYSQL_SERVER), f"churn_spark_{uuid.uuid4().hex[:8]}") as url:
+        yield url
+
+
+@pytest.mark.mysql
+def test_jdbc_staging_loads_the_same_rows_exactly_once_and_a_failure_leaves_nothing(
+    tmp_path, spark, scratch_mysql, monkeypatch
+):
+    from churn_kedro.spark import store
+
+    pandas_dir, spark_dir = tmp_path / "pandas", tmp_path / "spark"
+    for folder in (pandas_dir, spark_dir):
+        snapshot(folder / "raw", "2026-11-01_06-00-00", FIXTURE)
+    ingest(pandas_dir)
+
+    # killed between the staging writes and the commit: nothing of the object in the tables
+    def die(self, *args):
+        raise RuntimeError("the job died")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store.SparkIngestionDatabase, "drop", die)
+        original = store.SparkIngestionDatabase._load_staged
+
+        def staged_then_die(self, *args):
+            original(self, *args[:3], lambda: die(self), *args[4:])
+
+        patched.setattr(store.SparkIngestionDatabase, "_load_staged", staged_then_die)
+        with pytest.raises(RuntimeError, match="the job died"):
+            spark_ingest(spark_dir, url=scratch_mysql)
+    for t in ("policies_raw", "quarantine", "ingestion_log"):
+        assert mysql_rows(scratch_mysql, f"SELECT COUNT(*) FROM {t}") == [(0,)]
+    # the staging tables of the dead run are there; the rerun loads the object whole
+    assert len(mysql_rows(scratch_mysql, "SHOW TABLES")) == 5 + 2, mysql_rows(
+        scratch_mysql, "SHOW TABLES"
+    )
+
+    spark_ingest(spark_dir, url=scratch_mysql)
+    second = spark_ingest(spark_dir, url=scratch_mysql)  # a duplicate delivery
+    assert second["skipped"] == ["raw/insurance_data_2026-11-01_06-00-00.csv"]
+
+    columns = "customer_id, age, annual_premium, policy_type, claims_count, churn, `row_number`"
+    assert mysql_rows(scratch_mysql, f"SELECT {columns} FROM policies_raw") == table(
+        pandas_dir / "churn.db", f"SELECT {columns} FROM policies_raw"
+    )
+    bad = "SELECT `row_number`, reason, record FROM quarantine"
+    assert mysql_rows(scratch_mysql, bad) == table(pandas_dir / "churn.db", bad)
+    assert mysql_rows(scratch_mysql, "SELECT rows_loaded, rows_rejected FROM ingestion_log") == [
+        (29, 12)
+    ]

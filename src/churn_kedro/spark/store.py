@@ -36,7 +36,8 @@ from churn_kedro.spark.validation import SparkValidation
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_JDBC = {"scheme": "mariadb", "driver": "org.mariadb.jdbc.Driver"}
+# Spark picks its MySQL dialect by the URL scheme: jdbc:mysql: (which MariaDB's driver 2.x accepts)
+DEFAULT_JDBC = {"scheme": "mysql", "driver": "org.mariadb.jdbc.Driver"}
 
 
 def staging_name(kind: str, source_file: str) -> str:
