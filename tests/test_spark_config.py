@@ -40,7 +40,3 @@ def load(env: str) -> list[str]:
 def test_base_and_aws_never_import_pyspark():
     assert load("local") == ["SnapshotObjectsDataset", "None", "False"]
     assert load("aws") == ["SnapshotObjectsDataset", "None", "False"]
-
-
-def test_the_spark_environment_reads_snapshots_with_spark_on_its_own_database():
-    assert load("spark") == ["SparkSnapshotObjectsDataset", "local[2]", "True"]

@@ -285,3 +285,14 @@ class SparkValidation:
 
     def release(self) -> None:
         self.frame.unpersist()
+
+
+def validated_to_score(
+    raw: DataFrame, schema: Schema, source_file: str
+) -> tuple[DataFrame, pd.DataFrame]:
+    """A label-less snapshot: its valid typed rows (Spark) and its rejected rows (to the
+    driver: row_number, reason, record), as the score pipeline's pandas path returns them."""
+    frame = validate(raw, schema, source_file, labelled=False).persist(StorageLevel.MEMORY_AND_DISK)
+    valid = frame.filter(F.col(REASON).isNull()).select(*_typed_columns(schema, False))
+    rejected = frame.filter(F.col(REASON).isNotNull()).select(ROW_NUMBER, REASON, RECORD).toPandas()
+    return valid, rejected.astype({ROW_NUMBER: "int64"})
