@@ -9,6 +9,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
@@ -219,3 +220,48 @@ def test_jdbc_staging_loads_the_same_rows_exactly_once_and_a_failure_leaves_noth
     assert mysql_rows(scratch_mysql, "SELECT rows_loaded, rows_rejected FROM ingestion_log") == [
         (29, 12)
     ]
+
+
+def test_data_processing_on_spark_gives_the_pandas_split_and_quarantine(tmp_path, spark):
+    import yaml
+
+    from churn_kedro.datasets import SnapshotObjectsDataset, SparkSnapshotObjectsDataset
+    from churn_kedro.pipelines.data_processing.nodes import (
+        select_latest_snapshot,
+        split_train_holdout,
+        validate_snapshot,
+    )
+
+    conf = yaml.safe_load((REPO / "conf/base/parameters.yml").read_text())
+    params = yaml.safe_load((REPO / "conf/base/parameters_data_processing.yml").read_text())
+    params = params["data_processing"]
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", FIXTURE + good_rows(100, 60))
+    results = {}
+    for engine, dataset in (
+        ("pandas", SnapshotObjectsDataset),
+        ("spark", SparkSnapshotObjectsDataset),
+    ):
+        objects = dataset(path=str(tmp_path / "raw"), key_prefix="raw").load()
+        raw, info = select_latest_snapshot(objects, conf["snapshot_pattern"])
+        valid, quarantine, report = validate_snapshot(raw, info, SCHEMA, params)
+        train, holdout, processed = split_train_holdout(valid, info, report, SCHEMA, params)
+        results[engine] = (train, holdout, processed, quarantine, report)
+
+    (train, holdout, processed, quarantine, report) = results["pandas"]
+    spark_train, spark_holdout, spark_processed, spark_quarantine, spark_report = results["spark"]
+    assert len(holdout) and len(train) > len(holdout)
+    for mine, theirs in ((spark_train, train), (spark_holdout, holdout)):
+        pd.testing.assert_frame_equal(mine, theirs, check_dtype=False)
+    name = next(iter(processed))
+    pd.testing.assert_frame_equal(spark_processed[name], processed[name], check_dtype=False)
+    pd.testing.assert_frame_equal(
+        spark_quarantine[list(quarantine.columns)], quarantine, check_dtype=False
+    )
+    assert spark_report == {**report, "rows_valid_total": 89, "rows_used": 89, "sampled": False}
+
+    # above the row limit: a sample of about that size, stratified by the target, and said so
+    objects = SparkSnapshotObjectsDataset(path=str(tmp_path / "raw"), key_prefix="raw").load()
+    raw, info = select_latest_snapshot(objects, conf["snapshot_pattern"])
+    valid, _, report = validate_snapshot(raw, info, SCHEMA, {**params, "spark_max_rows": 40})
+    assert report["sampled"] and report["rows_used"] == len(valid) and 20 <= len(valid) <= 60
+    assert set(valid["churn"]) == {0, 1}

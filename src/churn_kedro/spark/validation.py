@@ -31,6 +31,7 @@ from churn_kedro.schema import (
     ROW_NUMBER,
     Schema,
     SnapshotError,
+    ValidationResult,
     check_columns,
     describe_read_error,
     validate_frame,
@@ -296,3 +297,35 @@ def validated_to_score(
     valid = frame.filter(F.col(REASON).isNull()).select(*_typed_columns(schema, False))
     rejected = frame.filter(F.col(REASON).isNotNull()).select(ROW_NUMBER, REASON, RECORD).toPandas()
     return valid, rejected.astype({ROW_NUMBER: "int64"})
+
+
+def validated_for_training(
+    raw: DataFrame, schema: Schema, source: str, limit: int
+) -> tuple[ValidationResult, int, dict[str, Any]]:
+    """A labelled snapshot validated on Spark, as ``validate_frame`` returns it: the
+    valid rows in file order (so the split and the processed snapshot are the pandas
+    path's), at most ``limit`` of them (a sample stratified by the target above it),
+    and the rejected rows. Also the rows read and how many valid rows were used."""
+    frame = validate(raw, schema, source).persist(StorageLevel.MEMORY_AND_DISK)
+    rejected = frame.filter(F.col(REASON).isNotNull()).select(ROW_NUMBER, REASON, RECORD)
+    valid = frame.filter(F.col(REASON).isNull())
+    per_class = {
+        r[schema.target]: r["count"] for r in valid.groupBy(schema.target).count().collect()
+    }
+    rows_valid = sum(per_class.values())
+    rows_read = rows_valid + rejected.count()
+    if not rows_read:
+        raise SnapshotError(source, "has no data rows")
+    used = {"rows_valid_total": rows_valid, "rows_used": min(rows_valid, limit), "sampled": False}
+    if rows_valid > limit:
+        fraction = limit / rows_valid
+        valid = valid.sampleBy(schema.target, {c: fraction for c in per_class}, seed=42)
+        used.update(sampled=True, rows_used=valid.count())
+    rows = valid.orderBy(ROW_NUMBER).select(*_typed_columns(schema, True)).toPandas()
+    bad = rejected.orderBy(ROW_NUMBER).toPandas().astype({ROW_NUMBER: "int64"})
+    frame.unpersist()
+    return (
+        ValidationResult(valid=rows.astype({schema.target: "int64"}), rejected=bad),
+        rows_read,
+        used,
+    )
