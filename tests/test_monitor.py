@@ -121,7 +121,7 @@ def test_drift_free_snapshots_flag_nothing_and_the_drifted_one_asks_for_retraini
     result, report = monitor(project, check_code=3)  # the documented exit code of retrain
     line = verdict_line(result)
     assert line.startswith("verdict: retrain: realized roc_auc"), line
-    assert "annual_premium" in line and f"raw_to_score/{name(DRIFT_FROM)}: score" in line
+    assert "annual_premium" in line and f"raw_to_score/{name(DRIFT_FROM)}: " in line
     assert report["verdict"] == "retrain" and report["exit_code"] == 3
     assert report["performance"]["roc_auc_degraded"]
     assert report["performance"]["roc_auc"] < report["performance"]["card_roc_auc"] - 0.05
@@ -237,3 +237,20 @@ def test_on_aws_the_verdict_becomes_a_metric_and_an_event(monkeypatch):
         (metric,) = boto3.client("cloudwatch").list_metrics(Namespace="ChurnKedro")["Metrics"]
         assert metric["MetricName"] == "MonitoringVerdict"
         assert metric["Dimensions"] == [{"Name": "ModelVersion", "Value": "v1"}]
+
+
+def test_a_champion_registered_before_profiles_existed_gets_a_warning(tmp_path):
+    from serving_fixtures import build_registry
+
+    project = make_project(tmp_path / "project")
+    build_registry(
+        project / "data/06_models/registry", ("logistic_regression",), "v1-logistic_regression"
+    )
+    run(project, "churn-generate", "--rows", "500", "--timestamp", STAMPS[1],
+        "--out", "data/01_raw", "--truth-dir", "data/truth")  # fmt: skip
+    result, report = monitor(project)
+    line = verdict_line(result)
+    assert line.startswith(
+        "verdict: warn: champion v1-logistic_regression has no reference profile"
+    )
+    assert report["data_drift"]["features"] is None and report["prediction_drift"] == []

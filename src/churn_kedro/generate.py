@@ -61,7 +61,7 @@ age grows with time, the premium follows a mean-reverting log-normal path (AR(1)
 rho 0.9, the same marginal as above) and claims are drawn again each period. The
 label of a snapshot is whether the customer churned before the next one: churners
 are gone from it, and new customers (drawn as above) keep the base at ``--rows``.
-Twelve unwritten periods run first, so the written snapshots start from the base's
+Sixty unwritten periods run first, so the written snapshots start from the base's
 steady state: without drift the snapshots are drawn from one distribution.
 ``--drift D --drift-from K`` switches to the drifted behaviour from snapshot K
 (0-based) on. Each snapshot has its truth file, as above.
@@ -348,7 +348,7 @@ def write_snapshot(
     return raw_path, truth_path
 
 
-PANEL_BURN_IN = 12
+PANEL_BURN_IN = 60
 PREMIUM_RHO = 0.9
 
 

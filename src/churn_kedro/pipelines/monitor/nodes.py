@@ -91,6 +91,11 @@ def _name(source_file: str) -> str:
     return source_file.rsplit("/", 1)[-1]
 
 
+def _same_name(source_files: pd.Series, source_file: str) -> pd.Series:
+    """Which keys name a file of the same name as ``source_file`` (under any prefix)."""
+    return source_files.str.endswith("/" + _name(source_file))
+
+
 def _newest(objects: dict[str, SnapshotObject], pattern: str) -> tuple[str, str] | None:
     dated = [
         (stamp, key)
@@ -137,9 +142,9 @@ def monitor_snapshot(
     counts = SnapshotCounts(profile) if profile else None
     batch = scores[
         (scores["model_version"] == champion["version"])
-        & (scores["source_file"].map(_name) == _name(source_file))
+        & _same_name(scores["source_file"], source_file)
     ]
-    scored_ids = set(batch["customer_id"].astype(str))
+    scored_ids = pd.Index(batch["customer_id"].astype(str).to_numpy(dtype=object)).unique()
     labels, rows_read, rows_valid = [], 0, 0
     try:
         for chunk in objects[source_file].read_chunks(settings["chunk_rows"]):
@@ -150,9 +155,9 @@ def monitor_snapshot(
             rows_valid += len(result.valid)
             if counts is not None:
                 counts.add(result.valid)
-            if labelled and scored_ids:
+            if labelled and len(scored_ids):
                 ids = result.valid[schema.id_column].astype(str)
-                keep = ids.isin(scored_ids).to_numpy()
+                keep = scored_ids.get_indexer(ids.to_numpy(dtype=object)) >= 0
                 labels.append(
                     pd.DataFrame(
                         {
@@ -161,9 +166,7 @@ def monitor_snapshot(
                         }
                     )
                 )
-    except SnapshotError:
-        raise
-    except Exception as exc:  # not a CSV at all
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise SnapshotError(source_file, describe_read_error(exc)) from exc
     if rows_read == 0:
         raise SnapshotError(source_file, "the file has no data rows")
@@ -245,7 +248,7 @@ def monitor_performance(
     known = history["labels_known"].get(source_file) or datetime.now(UTC).replace(tzinfo=None)
     batch = scores[
         (scores["model_version"] == champion["version"])
-        & (scores["source_file"].map(_name) == _name(source_file))
+        & _same_name(scores["source_file"], source_file)
     ]
     early = batch[pd.to_datetime(batch["scored_at"]) < pd.Timestamp(known)]
     joined = early.assign(customer_id=early["customer_id"].astype(str)).merge(
@@ -343,8 +346,10 @@ def decide_verdict(
             _row(run, src, subject, "ks", value=b["ks"], p_value=b["p_value"],
                  threshold=prediction["alpha"], flagged=b["p_value"] < prediction["alpha"]),
             _row(run, src, subject, "predicted_churn_rate", value=b["predicted_churn_rate"],
-                 reference=b["reference_churn_rate"], threshold=prediction["churn_rate_change"],
-                 flagged=abs(b["churn_rate_change"]) > prediction["churn_rate_change"]),
+                 reference=b["reference_churn_rate"], p_value=b["churn_rate_p_value"],
+                 threshold=prediction["churn_rate_change"],
+                 flagged=abs(b["churn_rate_change"]) > prediction["churn_rate_change"]
+                 or b["churn_rate_p_value"] < prediction["alpha"]),
         ]  # fmt: skip
     if performance.get("available"):
         src, p = performance["source_file"], performance
