@@ -74,6 +74,7 @@ def verdict_line(result) -> str:
     return lines[0][lines[0].index("verdict: ") :]
 
 
+@pytest.mark.slow
 def test_the_registered_champion_carries_its_reference_profile(project):
     registry = project / "data/06_models/registry"
     version = json.loads((registry / "champion.json").read_text())["version"]
@@ -87,6 +88,7 @@ def test_the_registered_champion_carries_its_reference_profile(project):
     assert (registry / "versions" / version / "profile.json").stat().st_size < 20_000
 
 
+@pytest.mark.slow
 def test_drift_free_snapshots_flag_nothing_and_the_drifted_one_asks_for_retraining(project):
     # the training snapshot itself, scored after training: no realized performance from it
     to_score(project, 0)
@@ -151,6 +153,7 @@ def test_drift_free_snapshots_flag_nothing_and_the_drifted_one_asks_for_retraini
     assert answer.body["monitoring"]["at"] == latest["at"]
 
 
+@pytest.mark.slow
 def test_scores_made_after_the_labels_were_known_do_not_count(project):
     # the labelled snapshot is ingested first, and only then scored: hindsight, excluded
     index = DRIFT_FROM + 1
@@ -166,6 +169,7 @@ def test_scores_made_after_the_labels_were_known_do_not_count(project):
     assert report["verdict"] == "warn"  # the drift is still there
 
 
+@pytest.mark.slow
 def test_a_snapshot_that_breaks_the_contract_is_refused_and_the_history_kept(project):
     before = table(project, "SELECT COUNT(*) AS n FROM monitoring")["n"].iloc[0]
     latest = (project / "data/06_models/registry/monitoring/latest.json").read_text()
@@ -239,6 +243,7 @@ def test_on_aws_the_verdict_becomes_a_metric_and_an_event(monkeypatch):
         assert metric["Dimensions"] == [{"Name": "ModelVersion", "Value": "v1"}]
 
 
+@pytest.mark.slow
 def test_a_champion_registered_before_profiles_existed_gets_a_warning(tmp_path):
     from serving_fixtures import build_registry
 
