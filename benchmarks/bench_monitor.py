@@ -2,6 +2,7 @@
 
     python benchmarks/bench_monitor.py            # 100 drift-free snapshots, 20 panels a drift level, 1,000,000 rows
     python benchmarks/bench_monitor.py --quick    # a smoke run (small sizes)
+    python benchmarks/bench_monitor.py --only cost   # one part: false_alarms, detection, delay, cost
 
 1. False alarms: one drift-free panel (``churn-generate --panel``), the reference profile
    from its first snapshot, then every later snapshot through the monitor's data-drift
@@ -181,7 +182,7 @@ import numpy as np, pandas as pd, yaml
 from churn_kedro.datasets import SnapshotObjectsDataset
 from churn_kedro.pipelines.monitor.nodes import monitor_snapshot, monitor_predictions, monitor_performance
 import churn_kedro.pipelines.model_promotion.metrics  # imported by any kedro run before its nodes
-raw_dir, rows, profile_path, repo = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+raw_dir, rows, profile_path, repo, batch = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "batch"
 settings = yaml.safe_load(open(f"{repo}/conf/base/parameters_monitor.yml"))["monitor"]
 params = yaml.safe_load(open(f"{repo}/conf/base/parameters.yml"))
 objects = SnapshotObjectsDataset(path=raw_dir, key_prefix="raw").load()
@@ -191,7 +192,7 @@ profile = json.load(open(profile_path))
 champion = {"version": "v1", "profile": profile, "card": {"metrics": {"roc_auc": 0.7, "brier": 0.2},
             "data": {"source_file": "raw/insurance_data_2020-01-01_00-00-00.csv"}}}
 rng = np.random.default_rng(0)
-ids = pd.read_csv(f"{raw_dir}/{name}", usecols=["customer_id"], dtype=str)["customer_id"]
+ids = pd.read_csv(f"{raw_dir}/{name}", usecols=["customer_id"], dtype=str)["customer_id"] if batch else pd.Series([], dtype=str)
 scores = pd.DataFrame({"model_version": "v1", "source_file": f"raw_to_score/{name}",
                        "customer_id": ids, "churn_probability": rng.random(len(ids)),
                        "churn": False, "scored_at": pd.Timestamp("2020-01-01")})
@@ -203,7 +204,7 @@ batches = monitor_predictions(champion, scores, history, settings)
 performance = monitor_performance(champion, scores, snapshot, labels, history, params["snapshot_pattern"], settings)
 seconds = time.perf_counter() - t0
 print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "valid": snapshot["rows_valid"], "realized_rows": performance.get("rows")}))
+                  "valid": snapshot["rows_valid"], "realized_rows": performance.get("rows", 0)}))
 """
 
 
@@ -221,16 +222,19 @@ def cost(work: Path, sizes: list[int]) -> None:
     for rows in sizes:
         folder = work / f"cost-{rows}"
         write_snapshot(folder / "raw", folder / "truth", rows, 2, "2026-01-01_00-00-00")
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD, str(folder / "raw"), str(rows), str(profile_path), str(REPO)],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        figures = json.loads(out.stdout.strip().splitlines()[-1])
-        print(
-            f"cost: {rows:,} rows (and a scored batch of as many): {figures['seconds']:.1f} s, "
-            f"peak RSS {figures['peak_mib']:.0f} MiB ({figures['valid']:,} valid rows, "
-            f"{figures['realized_rows']:,} joined for realized performance)"
-        )
+        for batch in ("snapshot", "batch"):
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(folder / "raw"), str(rows), str(profile_path),
+                 str(REPO), batch],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            figures = json.loads(out.stdout.strip().splitlines()[-1])
+            what = "snapshot only" if batch == "snapshot" else "and a scored batch of as many"
+            print(
+                f"cost: {rows:,} rows ({what}): {figures['seconds']:.1f} s, "
+                f"peak RSS {figures['peak_mib']:.0f} MiB ({figures['valid']:,} valid rows, "
+                f"{figures['realized_rows']:,} joined for realized performance)"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes")
     parser.add_argument(
         "--drift-free", type=int, default=100, help="drift-free snapshots (default 100)"
+    )
+    parser.add_argument(
+        "--only", choices=["false_alarms", "detection", "delay", "cost"], help="one part only"
     )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -248,11 +255,15 @@ def main(argv: list[str] | None = None) -> int:
             delay(work, 1.0, 4000)
             cost(work, [50_000])
         else:
-            false_alarms(work, args.drift_free, 5000)
-            detection(work, [0.1, 0.2, 0.3, 0.5, 0.75, 1.0], 20, 5000)
-            delay(work, 1.0, 5000)
-            delay(work, 0.5, 5000)
-            cost(work, [250_000, 1_000_000])
+            parts = {
+                "false_alarms": lambda: false_alarms(work, args.drift_free, 5000),
+                "detection": lambda: detection(work, [0.1, 0.2, 0.3, 0.5, 0.75, 1.0], 20, 5000),
+                "delay": lambda: (delay(work, 1.0, 5000), delay(work, 0.5, 5000)),
+                "cost": lambda: cost(work, [250_000, 1_000_000]),
+            }
+            for name, part in parts.items():
+                if args.only in (None, name):
+                    part()
     return 0
 
 
