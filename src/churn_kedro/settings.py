@@ -6,11 +6,16 @@ from omegaconf.resolvers import oc
 
 from churn_kedro.config import ConfigLoader
 from churn_kedro.database import secret_reference
+from churn_kedro.hooks import MlflowTracking
 from churn_kedro.spark.session import SparkHooks
 
-# Creates the SparkSession in environments that have a spark.yml (conf/spark, conf/aws_spark);
-# elsewhere it does nothing and pyspark is never imported.
-HOOKS = (SparkHooks(),)
+HOOKS = (
+    # Creates the SparkSession in environments that have a spark.yml (conf/spark,
+    # conf/aws_spark); elsewhere it does nothing and pyspark is never imported.
+    SparkHooks(),
+    # MLflow tracking of retrain runs: off unless tracking.mlflow.enabled (parameters.yml)
+    MlflowTracking(),
+)
 
 CONFIG_LOADER_CLASS = ConfigLoader
 # The aws environment reads its bucket from the environment (CHURN_BUCKET), so the
