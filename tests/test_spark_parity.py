@@ -203,9 +203,11 @@ def test_jdbc_staging_loads_the_same_rows_exactly_once_and_a_failure_leaves_noth
     for t in ("policies_raw", "quarantine", "ingestion_log"):
         assert mysql_rows(scratch_mysql, f"SELECT COUNT(*) FROM {t}") == [(0,)]
     # the staging tables of the dead run are there; the rerun loads the object whole
-    assert len(mysql_rows(scratch_mysql, "SHOW TABLES")) == 5 + 2, mysql_rows(
-        scratch_mysql, "SHOW TABLES"
-    )
+    tables = [name for (name,) in mysql_rows(scratch_mysql, "SHOW TABLES")]
+    assert [t.split("_insurance")[0] for t in tables if t.startswith("stage_")] == [
+        "stage_bad",
+        "stage_rows",
+    ]
 
     spark_ingest(spark_dir, url=scratch_mysql)
     second = spark_ingest(spark_dir, url=scratch_mysql)  # a duplicate delivery
