@@ -4,6 +4,7 @@ only when one of them is used."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,8 @@ from churn_kedro.datasets.ingestion_database_dataset import (
 )
 from churn_kedro.datasets.snapshot_objects_dataset import SnapshotObject, SnapshotObjectsDataset
 from churn_kedro.schema import Schema, SnapshotError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +39,7 @@ class SparkSnapshotObject(SnapshotObject):
         if rows == 0:
             raise SnapshotError(self.uri, "has a header but no data rows")
         counts["rows_read"] = rows
+        logger.info("%s: %d data rows read; validating them on Spark", self.source_file, rows)
         return SparkValidation(validate(raw, schema, self.uri), schema, chunk_rows, rows)
 
 

@@ -2,8 +2,9 @@
 ``after_context_created`` hook from the environment's ``spark.yml``. Environments
 without a ``spark.yml`` (base, aws, telco) never import pyspark.
 
-On Glue the job's own session exists already: ``getOrCreate`` returns it and the
-settings that only a new JVM can take (master, driver memory) are Glue's.
+On Glue (``--env aws_spark`` in a Glue Spark job) ``getOrCreate`` returns the job's own
+session: the settings that only a new JVM can take (master, memory, workers, the JDBC
+driver of the job's connection) are Glue's; the SQL settings of ``spark.yml`` apply.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def session(settings: dict[str, Any] | None = None, app_name: str = "churn-kedro
             'pip install -e ".[spark]" (or -r requirements-spark.txt)'
         ) from None
     active = SparkSession.getActiveSession()
-    if active is not None:
+    if active is not None:  # Glue's, or a test's: it takes the settings it still can
+        for key, value in (settings or {}).items():
+            if active.conf.isModifiable(key):
+                active.conf.set(key, str(value))
         return active
     # The Python workers must run the driver's interpreter (its packages, its version).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
