@@ -5,9 +5,9 @@ BIN    := $(VENV)/bin
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: run test test-fast lint serve viz bench watch constraints clean
+.PHONY: run test test-fast lint serve viz bench watch constraints clean checkov
 
-$(BIN)/kedro: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+$(BIN)/kedro: requirements.txt requirements-dev.txt requirements-spark.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt
@@ -16,13 +16,23 @@ $(BIN)/kedro: requirements.txt requirements-dev.txt constraints.txt pyproject.to
 
 venv: $(BIN)/kedro
 
+# checkov (infra/template.yaml's security checks, run by tests/test_infra.py) in a venv of its
+# own: its dependencies clash with the project's pins. constraints-checkov.txt pins them all.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/bin/checkov: requirements-checkov.txt constraints-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -c constraints-checkov.txt -r requirements-checkov.txt
+	touch $@
+
+checkov: $(CHECKOV_VENV)/bin/checkov
+
 run: $(BIN)/kedro
 	$(BIN)/kedro run --pipelines ingest_raw
 	$(BIN)/kedro run --pipelines retrain $(RETRAIN_ARGS)
 	$(BIN)/kedro run --pipelines ingest_processed
 	$(BIN)/churn-registry status
 
-test: lint
+test: lint $(CHECKOV_VENV)/bin/checkov
 	$(BIN)/python -m pytest
 
 # The edit loop: no whole-pipeline runs, no servers, no MariaDB (a minute or two).

@@ -25,7 +25,7 @@ PREFIX=glue                      # Mappings.Project.Names.ArtifactsPrefix in inf
 PYTHON=${PYTHON:-.venv/bin/python}
 VERSION=$($PYTHON -c 'import churn_kedro; print(churn_kedro.__version__)')
 WHEEL=churn_kedro-${VERSION}-py3-none-any.whl
-MODULES=churn_kedro-${VERSION}-glue5-wheels.zip   # the template's GlueModules parameter
+MODULES=churn_kedro-${VERSION}.gluewheels.zip   # the template's GlueModules parameter
 
 output() {
   aws cloudformation describe-stacks --region "$REGION" --stack-name "$STACK" \
@@ -72,7 +72,7 @@ upload_artifacts() {
   # (Amazon Linux 2023, CPython 3.11, x86_64), so a job installs nothing from PyPI
   rm -rf dist/wheels
   infra/wheelhouse.sh dist/wheels "dist/$WHEEL"
-  (cd dist/wheels && zip -q -0 "../$MODULES" ./*.whl)
+  (cd dist/wheels && zip -q -0 "../$MODULES" -- *.whl)
   aws s3 cp --region "$REGION" "dist/$MODULES" "s3://$BUCKET/$PREFIX/$MODULES"
   aws s3 cp --region "$REGION" dist/conf-churn_kedro.tar.gz "s3://$BUCKET/$PREFIX/conf-churn_kedro.tar.gz"
   for script in glue_wrappers/*.py; do

@@ -179,7 +179,7 @@ def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(tem
         if not (REPO / "glue_wrappers" / match.group(1)).is_file():
             missing.append(f"glue_wrappers/{match.group(1)} ({name})")
         modules = job["DefaultArguments"]["--additional-python-modules"]
-        assert re.fullmatch(rf"s3://{BUCKET}/{prefix}/churn_kedro-[^/]+-glue5-wheels\.zip", modules)
+        assert re.fullmatch(rf"s3://{BUCKET}/{prefix}/churn_kedro-[^/]+\.gluewheels\.zip", modules)
         # only ingestion (and the user bootstrap) talk to the database: only they run in the
         # VPC and read a database secret
         reads_database = name.startswith(("Ingest", "Bootstrap"))
@@ -195,6 +195,7 @@ GLUE_OWN_ARGUMENTS = {
     "--additional-python-modules",
     "--TempDir",
     "--custom-logGroup-prefix",
+    "--python-modules-installer-option",
 }
 
 
@@ -405,13 +406,13 @@ def test_logs_are_retained_and_outputs_exist(template):
 def test_default_wheel_is_the_one_this_checkout_builds(template):
     import churn_kedro
 
-    # infra/deploy.sh uploads churn_kedro-<__version__>-glue5-wheels.zip and passes its name
+    # infra/deploy.sh uploads churn_kedro-<__version__>.gluewheels.zip and passes its name
     assert (
         template["Parameters"]["GlueModules"]["Default"]
-        == f"churn_kedro-{churn_kedro.__version__}-glue5-wheels.zip"
+        == f"churn_kedro-{churn_kedro.__version__}.gluewheels.zip"
     )
     deploy = (REPO / "infra" / "deploy.sh").read_text()
-    assert "MODULES=churn_kedro-${VERSION}-glue5-wheels.zip" in deploy
+    assert "MODULES=churn_kedro-${VERSION}.gluewheels.zip" in deploy
     assert '"GlueModules=$MODULES"' in deploy
     prefix = template["Mappings"]["Project"]["Names"]["ArtifactsPrefix"]
     assert f"PREFIX={prefix} " in deploy and "/$PREFIX/scripts/$(basename" in deploy
@@ -683,3 +684,34 @@ def test_the_glue_zip_of_wheels_is_the_pinned_closure_and_resolves_offline_for_g
         for item in json.loads(report.read_text())["install"]
     }
     assert installed == wheels  # the zip holds the closure, no more and no less
+
+
+CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"  # `make checkov` (make test builds it)
+
+
+def test_checkov_finds_nothing_that_is_not_suppressed_with_a_reason():
+    if not CHECKOV.is_file():
+        message = f"no {CHECKOV.relative_to(REPO)}: run `make checkov`"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run(
+        [str(CHECKOV), "-f", str(TEMPLATE), "--framework", "cloudformation", "--skip-download"]
+        + ["--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    report = json.loads(result.stdout)
+    failed = [
+        f"{c['check_id']} {c['resource']}: {c['check_name']}"
+        for c in report["results"]["failed_checks"]
+    ]
+    assert not failed, "\n".join(failed)
+    assert report["summary"]["passed"] > 50 and report["summary"]["parsing_errors"] == 0
+    unexplained = [
+        f"{c['check_id']} {c['resource']}"
+        for c in report["results"]["skipped_checks"]
+        if len((c.get("check_result", {}).get("suppress_comment") or "").split()) < 5
+    ]
+    assert not unexplained, f"suppressed without a reason: {unexplained}"

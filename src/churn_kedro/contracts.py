@@ -143,6 +143,7 @@ class RegistryEntry:
     promote: bool
     reason: str
     benchmarks: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)  # written beside the card (profile.json)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """churn-registry: look into the model registry, promote a version, roll back.
 
-    churn-registry status                 the champion and the last run's decision
+    churn-registry status                 the champion, its latest monitoring verdict, the last run's decision
     churn-registry list                   every version, the champion marked
     churn-registry show VERSION           a version's card (JSON)
     churn-registry promote VERSION        make VERSION the champion
@@ -98,6 +98,7 @@ def _status(registry: ModelRegistry) -> str:
                 f"{m['average_precision']:.4f}, threshold {card['threshold']:.3f}",
                 *_proper_scores(m),
                 f"  trained on {card['data']['training_rows']} rows of {card['data']['source_file']}",
+                _monitoring_line(registry, champion["version"]),
             ]
     runs = registry.benchmarks()
     if len(runs):
@@ -129,6 +130,19 @@ def _last_run(runs) -> list[str]:
     if len(challenger):
         lines.append(f"Decision: {challenger['reason'].iloc[0]}")
     return lines
+
+
+def _monitoring_line(registry: ModelRegistry, version: str) -> str:
+    """The champion's latest monitoring verdict and its date (``kedro run --pipeline monitor``)."""
+    from churn_kedro.monitoring.profile import read_latest_verdict
+
+    latest = read_latest_verdict(registry, version)
+    if latest is None:
+        return "  monitoring: not monitored yet (kedro run --pipeline monitor)"
+    reasons = "; ".join(latest.get("reasons") or [])
+    return f"  monitoring: {latest.get('verdict')} at {latest.get('at')}" + (
+        f": {reasons}" if reasons else ""
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,7 @@
 from kedro.pipeline import Node, Pipeline
 
+from churn_kedro.pipelines.monitor.nodes import attach_reference_profile
+
 from .nodes import (
     benchmark_rows,
     decide_promotion,
@@ -67,7 +69,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="benchmark_rows",
                 name="benchmark_rows",
             ),
-            # Saving the entry registers the version and, when the gate passed, promotes it.
             Node(
                 registry_entry,
                 inputs=[
@@ -76,6 +77,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "model_card",
                     "promotion_decision",
                     "benchmark_rows",
+                ],
+                outputs="registry_entry_without_profile",
+                name="registry_entry",
+            ),
+            # Saving the entry registers the version (with its reference profile) and, when
+            # the gate passed, promotes it.
+            Node(
+                attach_reference_profile,
+                inputs=[
+                    "registry_entry_without_profile",
+                    "train_set",
+                    "holdout_scores",
+                    "params:schema",
+                    "params:monitor",
                 ],
                 outputs="model_registry",
                 name="register_version_and_promote_if_passed",
