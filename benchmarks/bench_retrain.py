@@ -67,7 +67,10 @@ QUICK_GRIDS = {
 
 
 def run_measured(command: list[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess]:
-    """Run a command; return wall seconds and peak summed RSS (MiB) of its process tree."""
+    """Run a command; return wall seconds and peak summed RSS (MiB) of its process tree.
+
+    Also prints the CPU seconds (user + system) of the tree, last seen while it ran: on a
+    machine shared with other work they move far less than the wall time."""
     import psutil
 
     env = {
@@ -80,17 +83,24 @@ def run_measured(command: list[str], cwd: Path) -> tuple[float, float, subproces
     process = subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    peak = 0
+    peak, cpu = 0, {}
     root = psutil.Process(process.pid)
     while process.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
             peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            for p in tree:
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
         except psutil.Error:
             pass  # a child ended between the listing and the reading
         time.sleep(0.1)
     stdout, stderr = process.communicate()
     wall = time.perf_counter() - start
+    print(
+        f"  {' '.join(Path(part).name for part in command[:3])}: {wall:.0f} s wall, {sum(cpu.values()):.0f} s CPU",
+        flush=True,
+    )
     done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if done.returncode != 0:
         raise SystemExit(
