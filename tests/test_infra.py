@@ -741,3 +741,14 @@ def test_checkov_finds_nothing_that_is_not_suppressed_with_a_reason():
         if len((c.get("check_result", {}).get("suppress_comment") or "").split()) < 5
     ]
     assert not unexplained, f"suppressed without a reason: {unexplained}"
+
+
+def test_the_deploy_scripts_pass_shellcheck():
+    scripts = sorted(str(p) for p in (REPO / "infra").glob("*.sh"))
+    assert len(scripts) >= 2  # deploy.sh, wheelhouse.sh
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "shellcheck"), "--severity=style", *scripts],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
