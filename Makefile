@@ -7,7 +7,7 @@ export DO_NOT_TRACK := 1
 
 .PHONY: run test test-fast lint serve viz bench watch constraints clean checkov
 
-$(BIN)/kedro: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+$(BIN)/kedro: requirements.txt requirements-dev.txt requirements-spark.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt

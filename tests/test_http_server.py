@@ -209,7 +209,7 @@ def test_connections_beyond_the_limit_wait_until_one_is_freed(registry_template,
 # A fixed seed and a bounded number of examples (per operation and generation mode, valid
 # and invalid data); a longer or other run: CHURN_FUZZ_EXAMPLES=20000 CHURN_FUZZ_SEED=7.
 FUZZ_SEED = int(os.environ.get("CHURN_FUZZ_SEED", 20261202))
-FUZZ_EXAMPLES = int(os.environ.get("CHURN_FUZZ_EXAMPLES", 1000))
+FUZZ_EXAMPLES = int(os.environ.get("CHURN_FUZZ_EXAMPLES", 500))
 FUZZ_BATCH = 50
 
 # The document the served one must equal (checked below): schemathesis builds its tests at
@@ -248,6 +248,7 @@ def answers():
     print(f"\nfuzzing: {sum(tally.values())} requests, by status: {dict(sorted(tally.items()))}")
 
 
+@pytest.mark.slow
 @served_api.parametrize()
 def test_the_served_api_conforms_to_its_document_under_fuzzing(case, served_url, answers):
     """Every check (no server error, documented status codes, content types, headers

@@ -2,10 +2,16 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import brier_score_loss, f1_score, log_loss, roc_auc_score
 
 from churn_kedro.pipelines.data_science.nodes import choose_threshold
-from churn_kedro.pipelines.model_promotion.metrics import auc_interval, delong, paired_auc_test
+from churn_kedro.pipelines.model_promotion.metrics import (
+    auc_interval,
+    calibration_error,
+    delong,
+    holdout_metrics,
+    paired_auc_test,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +73,27 @@ def test_cost_threshold_follows_the_economics(scored):
     assert cheap < dear  # expensive offers go only to the likeliest churners
     with pytest.raises(ValueError, match="max_f1 or cost"):
         choose_threshold(y, p, {"policy": "coin"})
+
+
+def test_proper_scores_match_sklearn_and_carry_intervals(scored):
+    y, strong, _ = scored
+    p = 1 / (1 + np.exp(-(strong - 1.5)))
+    m = holdout_metrics(y, p, 0.5, 0.95, bins=10)
+    assert m["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+    assert m["log_loss"] == pytest.approx(log_loss(y, p), abs=1e-12)
+    for name in ("roc_auc", "brier", "log_loss", "calibration_error"):
+        low, high = m[f"{name}_ci"]
+        assert low < m[name] < high, name
+    assert m["mean_predicted"] == pytest.approx(p.mean())
+
+
+def test_calibration_error_of_true_and_shifted_probabilities():
+    rng = np.random.default_rng(5)
+    p = 1 / (1 + np.exp(-(-1.4 + rng.normal(size=20000))))
+    y = rng.binomial(1, p)
+    assert calibration_error(y, p, 10) < 0.015  # sampling noise only
+    assert calibration_error(y, np.clip(p + 0.1, 0, 1), 10) == pytest.approx(0.1, abs=0.015)
+    # two bins by hand: rows 0-1 predicted 0.1 (observed 0.5), rows 2-3 predicted 0.9 (observed 1)
+    assert calibration_error(
+        np.array([0, 1, 1, 1]), np.array([0.1, 0.1, 0.9, 0.9]), 2
+    ) == pytest.approx((0.4 + 0.1) / 2)

@@ -233,6 +233,19 @@ def test_concurrent_promotions_and_appends_on_seaweedfs():
         assert len(table) == 5 * CONCURRENT
 
 
+def test_a_promotion_waits_for_the_lock_then_names_it(registry, monkeypatch):
+    from filelock import FileLock
+
+    import churn_kedro.registry
+
+    monkeypatch.setattr(churn_kedro.registry, "CHAMPION_UPDATE_TIMEOUT_SECONDS", 0.3)
+    lock = registry._path(f".{CHAMPION_FILE}.lock")
+    with FileLock(lock):  # another promotion in progress, in this case forever
+        with pytest.raises(RegistryError, match=f"{lock} stayed locked"):
+            registry.promote("v1", "blocked")
+    assert registry.promote("v1", "free")["version"] == "v1"
+
+
 def test_rollbacks_after_concurrent_promotions_walk_the_whole_history(registry):
     promote_concurrently(registry.url)
     history = registry.champion()["history"]

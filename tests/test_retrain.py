@@ -34,7 +34,8 @@ def registry_state(project):
 
 @pytest.fixture(scope="module")
 def twice(tmp_path_factory):
-    """`make run` twice on the same snapshot (ingestion, then retrain, then the status)."""
+    """`make run` twice on the same snapshot (ingestion, then retrain with the default
+    parameters, then the status)."""
     project = make_project(tmp_path_factory.mktemp("twice"))
     for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "constraints.txt"):
         shutil.copy2(REPO / name, project / name)
@@ -47,7 +48,6 @@ def twice(tmp_path_factory):
         f"{venv}/bin/kedro",
         "run",
         f"VENV={venv}",
-        f"RETRAIN_ARGS=--params {FAST_RETRAIN}",
     ]
     outputs = []
     for _ in range(2):
@@ -80,6 +80,40 @@ def test_first_run_promotes_second_keeps_the_equivalent_champion(twice):
     ]
 
 
+def holdout_probabilities(project, version):
+    import joblib
+
+    holdout = pd.read_parquet(project / "data/05_model_input/holdout.parquet")
+    card = json.loads(
+        (project / f"data/06_models/registry/versions/{version}/card.json").read_text()
+    )
+    model = joblib.load(project / f"data/06_models/registry/versions/{version}/model.joblib")
+    if hasattr(model[-1], "n_jobs"):
+        model[-1].n_jobs = 1  # a forest's threads would sum its trees in varying order
+    return holdout, model.predict_proba(holdout[card["features"]])[:, 1]
+
+
+def test_two_retrains_of_the_same_data_register_the_same_model(twice):
+    project, _ = twice
+    _, versions, _ = registry_state(project)
+    _, first = holdout_probabilities(project, versions[0])
+    _, second = holdout_probabilities(project, versions[1])
+    assert (first == second).all()
+    cards = [
+        json.loads((project / f"data/06_models/registry/versions/{v}/card.json").read_text())
+        for v in versions
+    ]
+    assert cards[0]["params"] == cards[1]["params"] and cards[0]["cv"] == cards[1]["cv"]
+
+
+def test_the_champion_probabilities_are_churn_rates(twice):
+    project, (first, _) = twice
+    champion, _, _ = registry_state(project)
+    holdout, probability = holdout_probabilities(project, champion["version"])
+    assert abs(probability.mean() - holdout["churn"].mean()) <= 0.03
+    assert "calibration error" in first and "log loss" in first
+
+
 def test_run_outputs(twice):
     project, _ = twice
     processed = pd.read_csv(project / f"data/03_primary/processed/{SNAPSHOT}.csv")
@@ -108,13 +142,22 @@ def test_run_outputs(twice):
 
     for plot in ("roc", "pr", "calibration", "gains"):
         assert (project / f"data/08_reporting/{plot}.png").stat().st_size > 10_000
-    metrics = json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
-    assert metrics["promote"] is False and "roc_auc_delta" in metrics
+    report = json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
+    assert report["decision"]["promote"] is False and "roc_auc_delta" in report["decision"]
+    assert set(report["models"]) == {"logistic_regression", "random_forest", "catboost", "champion"}
+    assert all("brier" in m and "roc_auc_ci" in m for m in report["models"].values())
 
     champion, versions, _ = registry_state(project)
     card = json.loads(
         (project / f"data/06_models/registry/versions/{versions[0]}/card.json").read_text()
     )
+    assert card["data"]["split"] == {"salt": "churn-holdout-v1", "fraction": 0.2}
+    # the serving form of the calibrated model matches the Pipeline
+    assert card["serving"]["servable"] is True
+    assert card["serving"]["max_abs_difference"] <= 1e-9
+    assert card["search"]["trials"] == card["search"]["trial_budget"]
+    assert card["search"]["time_cap_hit"] is False
+    assert card["search"]["rows"] == card["search"]["train_rows"] == card["data"]["training_rows"]
     for key in (
         "metrics",
         "params",
@@ -149,6 +192,53 @@ def test_champion_that_cannot_score_counts_as_absent(twice, tmp_path):
     assert "treated as absent" in reason
     assert champion["version"] == versions[-1] != old_champion
     assert champion["history"][0]["version"] == old_champion
+
+
+@pytest.mark.parametrize("family", ["logistic_regression", "random_forest", "catboost"])
+def test_a_disabled_family_is_left_out(tmp_path, family):
+    project = make_project(tmp_path)
+    generate(project, "--rows", "1500", "--seed", "3", "--timestamp", STAMP)
+    params = f"{FAST_RETRAIN},data_science.families.{family}.enabled=false"
+    run(project, "kedro", "run", "--pipelines", "retrain", "--params", params)
+    champion, versions, benchmarks = registry_state(project)
+    assert len(versions) == 1
+    assert sorted(benchmarks["model"]) == sorted(
+        {"logistic_regression", "random_forest", "catboost"} - {family}
+    )
+
+
+def test_a_champion_of_another_holdout_split_counts_as_absent(twice, tmp_path):
+    project = tmp_path / "resalted"
+    shutil.copytree(twice[0], project)
+    old_champion = registry_state(project)[0]["version"]
+    retrain(project, "--params", "data_processing.holdout_salt=another-salt")
+    champion, _, benchmarks = registry_state(project)
+    reason = benchmarks[benchmarks["role"] == "challenger"]["reason"].iloc[-1]
+    assert (
+        f"champion {old_champion} was trained with another holdout split "
+        "(salt 'churn-holdout-v1', fraction 0.2; now salt 'another-salt', fraction 0.2)"
+    ) in reason
+    assert "treated as absent" in reason
+
+
+def test_the_gate_refuses_probabilities_that_are_not_churn_rates(tmp_path):
+    """Class weights inflate every probability: the calibration test stops the model."""
+    project = make_project(tmp_path)
+    generate(project, "--rows", "3000", "--seed", "8", "--timestamp", STAMP)
+    run(
+        project,
+        "kedro",
+        "run",
+        "--pipelines",
+        "retrain",
+        "--params",
+        f"{FAST_RETRAIN},data_science.class_weight=balanced",
+    )
+    champion, versions, benchmarks = registry_state(project)
+    assert champion is None and len(versions) == 1
+    reason = benchmarks[benchmarks["role"] == "challenger"]["reason"].iloc[0]
+    assert reason.startswith("not promoted: calibration error ")
+    assert "is above the maximum 0.05: its probabilities are not churn rates" in reason
 
 
 def test_labels_that_are_noise_are_not_promoted(tmp_path):

@@ -511,9 +511,34 @@ def test_a_lone_surrogate_character_in_a_lambda_event_body_is_a_400(registry):
     response = handler(rest_v1_event("POST", "/predict", body), None, app=app)
     assert response["statusCode"] == 400, response
     assert "not valid JSON" in json.loads(response["body"])["error"]["message"]
+    # a body flagged base64 that is not
+    event = {
+        **rest_v1_event("POST", "/predict", "{}"),
+        "body": "not*base64",
+        "isBase64Encoded": True,
+    }
+    response = handler(event, None, app=app)
+    assert response["statusCode"] == 400
+    assert "not valid base64" in json.loads(response["body"])["error"]["message"]
     # and a path holding one is a 404 that can still be written
     response = handler(rest_v1_event("GET", "/\udc80x", None), None, app=app)
     assert response["statusCode"] == 404 and json.loads(response["body"])["error"]["status"] == 404
+
+
+def test_the_id_length_comes_from_the_card(registry):
+    from churn_kedro.serving.validation import RequestError, check_instances
+
+    short = card("v", "catboost")
+    short["schema"] = {**short["schema"], "id_max_length": 4}
+    for good in (1234, -123, "abcd"):  # the fast path and the row-by-row one agree
+        assert check_instances({"instances": [{**GOOD, "customer_id": good}]}, short, 10)
+    for bad in (12345, -1234, "abcde"):
+        with pytest.raises(RequestError, match="5 characters, longer than the maximum of 4"):
+            check_instances({"instances": [{**GOOD, "customer_id": bad}]}, short, 10)
+    older = card("v", "catboost")  # a card written before the schema had id_max_length
+    del older["schema"]["id_max_length"]
+    with pytest.raises(RequestError, match="longer than the maximum of 128"):
+        check_instances({"instances": [{**GOOD, "customer_id": "x" * 129}]}, older, 10)
 
 
 def test_a_long_valid_id_and_a_valid_surrogate_pair_are_served(server):
@@ -934,7 +959,7 @@ def test_serving_imports_neither_kedro_nor_training_code(registry):
         "r = handler({'httpMethod': 'POST', 'path': '/predict', 'headers': {'content-type': 'application/json'},"
         f" 'body': json.dumps({{'instances': [{GOOD!r}]}})}})\n"
         "assert r['statusCode'] == 200, r\n"
-        "heavy = sorted(m for m in ('kedro', 'sklearn', 'pandas', 'catboost', 'joblib', 'churn_kedro.pipelines',"
+        "heavy = sorted(m for m in ('kedro', 'sklearn', 'pandas', 'catboost', 'joblib', 'waitress', 'churn_kedro.pipelines',"
         " 'churn_kedro.schema') if m in sys.modules)\n"
         "print(json.dumps(heavy))\n"
     )

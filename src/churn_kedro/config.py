@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging.config
 import os
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,24 @@ class ConfigLoader(OmegaConfigLoader):
         return OmegaConf.to_container(merged, resolve=True)
 
 
-def configure_logging(project: Path) -> None:
-    """Apply the project's one logging configuration, the file ``kedro run`` reads:
-    ``$KEDRO_LOGGING_CONFIG``, else ``conf/logging.yml`` (for the watcher and the local
-    API server, which start without a Kedro session)."""
-    path = os.environ.get("KEDRO_LOGGING_CONFIG") or project / "conf" / "logging.yml"
-    logging.config.dictConfig(yaml.safe_load(Path(path).read_text()))
+def logging_config(conf_source: str | Path) -> dict[str, Any]:
+    """The project's one logging configuration, ``logging.yml`` of a conf folder or of the
+    archive ``kedro package`` makes of it (what the Glue jobs get); ``$KEDRO_LOGGING_CONFIG``
+    wins, as it does for ``kedro run``."""
+    override = os.environ.get("KEDRO_LOGGING_CONFIG")
+    source = Path(override or conf_source)
+    if source.is_dir():
+        source = source / "logging.yml"
+    if source.suffix in (".yml", ".yaml"):
+        return yaml.safe_load(source.read_text())
+    with tarfile.open(source) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("logging.yml"))
+        return yaml.safe_load(archive.extractfile(member).read())
+
+
+def configure_logging(conf_source: str | Path) -> dict[str, Any]:
+    """Apply :func:`logging_config` (entry points that start without a Kedro session: the
+    watcher, the local API server, the Glue jobs); returns it."""
+    config = logging_config(conf_source)
+    logging.config.dictConfig(config)
+    return config

@@ -1,16 +1,131 @@
 """The typed objects that travel between nodes.
 
 Each is a small dataclass, so a node's inputs and outputs say what they hold. Those
-that carry a fitted model are declared ``copy_mode: assign`` in the catalog, so a
-model is handed to each consumer as it is instead of being deep-copied.
+that carry a fitted model (``Candidate``, ``Challenger`` and the dict of candidates) are
+declared ``copy_mode: assign`` in the catalog, so a model is handed to each consumer as
+it is instead of being deep-copied.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    """What one family's hyperparameter search saw and spent (recorded in the card)."""
+
+    rows: int  # rows the search cross-validated on
+    train_rows: int  # rows of the train split (the refit uses them all)
+    sampled: bool  # True when the search saw a stratified sample of the train split
+    folds: int
+    trials: int  # trials run (completed + pruned)
+    trial_budget: int
+    seconds: float
+    time_cap_seconds: float | None
+    time_cap_hit: bool  # the safety cap stopped the search before its trial budget
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One tuned family: its best parameters by CV, refitted on the whole train split.
+
+    ``oof_probability`` are the best trial's out-of-fold probabilities on the rows the
+    search saw, ``oof_target`` their labels: the decision threshold is chosen on them.
+    """
+
+    family: str
+    params: dict[str, Any]
+    cv_roc_auc: float
+    cv_roc_auc_std: float
+    search: SearchSummary
+    oof_probability: np.ndarray
+    oof_target: np.ndarray
+    model: Any
+
+
+@dataclass(frozen=True)
+class DisabledFamily:
+    """A family switched off in parameters (``enabled: false``): not tuned, not compared."""
+
+    family: str
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """The candidate chosen by CV, with its decision threshold."""
+
+    candidate: Candidate
+    threshold: float
+    threshold_policy: str
+
+    @property
+    def family(self) -> str:
+        return self.candidate.family
+
+
+@dataclass(frozen=True)
+class ScoredChampion:
+    """The serving champion's probabilities on the holdout."""
+
+    version: str
+    probability: np.ndarray
+    threshold: float
+
+
+@dataclass(frozen=True)
+class AbsentChampion:
+    """No champion to compare with: none yet, or one that cannot be judged on this
+    holdout (``reason`` says why)."""
+
+    version: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class HoldoutScores:
+    """Every candidate and the champion, scored on the same holdout rows."""
+
+    target: np.ndarray
+    candidates: dict[str, np.ndarray]
+    champion: ScoredChampion | AbsentChampion
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The promotion gate's verdict, with the numbers it was based on.
+
+    The champion fields are None when the champion counts as absent.
+    """
+
+    challenger_family: str
+    challenger: dict[str, Any]  # holdout metrics (metrics.holdout_metrics)
+    champion_version: str | None
+    champion: dict[str, Any] | None
+    roc_auc_delta: float | None
+    p_value: float | None
+    brier_change: float | None
+    promote: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """The identity of the version a run registers."""
+
+    version: str
+    created_at: str
+    code_version: str
 
 
 @dataclass(frozen=True)
@@ -28,6 +143,7 @@ class RegistryEntry:
     promote: bool
     reason: str
     benchmarks: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)  # written beside the card (profile.json)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ POLICIES_PROCESSED = "policies_processed"
 INGESTION_LOG = "ingestion_log"
 QUARANTINE = "quarantine"
 CHURN_SCORES = "churn_scores"
+MONITORING = "monitoring"
+MONITORING_SCORE_SUBJECT = "score"  # the subject of a score batch's prediction-drift rows
 
 # MySQL keys are limited to 3072 bytes (utf8mb4: 4 bytes a character); these fit.
 # Key text compares byte for byte on MySQL too, as on SQLite and in validation: object keys
@@ -52,7 +54,7 @@ def _policies_columns(schema: Schema) -> list[sa.Column]:
 
 
 def build_metadata(schema: Schema | None = None) -> sa.MetaData:
-    """All five tables; the two policies tables only when a schema is given (they
+    """All six tables; the two policies tables only when a schema is given (they
     need its columns). ``churn_scores`` is keyed on the id as text whatever the schema."""
     metadata = sa.MetaData()
     if schema is not None:
@@ -98,6 +100,28 @@ def build_metadata(schema: Schema | None = None) -> sa.MetaData:
         sa.Column("churn_probability", sa.Double, nullable=False),
         sa.Column("churn", sa.Boolean, nullable=False),  # probability >= the model's threshold
         sa.Column("scored_at", sa.DateTime, nullable=False),
+    )
+    # One row per feature and statistic per monitoring run (docs/architecture.md, "Monitoring").
+    sa.Table(
+        MONITORING,
+        metadata,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("source_file", SOURCE_FILE, primary_key=True),  # snapshot or score batch
+        sa.Column(
+            "subject", sa.String(128), primary_key=True
+        ),  # a feature, score, performance, verdict
+        sa.Column("statistic", sa.String(64), primary_key=True),  # psi, ks, roc_auc, ...
+        sa.Column("run_at", sa.DateTime, nullable=False),
+        sa.Column("model_version", sa.String(64), nullable=False),
+        sa.Column("value", sa.Double, nullable=True),
+        sa.Column("reference", sa.Double, nullable=True),  # the profile's or the card's figure
+        sa.Column("low", sa.Double, nullable=True),  # interval of value, when it has one
+        sa.Column("high", sa.Double, nullable=True),
+        sa.Column("p_value", sa.Double, nullable=True),  # corrected, for the drift tests
+        sa.Column("threshold", sa.Double, nullable=True),
+        sa.Column("flagged", sa.Boolean, nullable=False),
+        sa.Column("verdict", sa.String(16), nullable=False),  # the run's verdict
+        sa.Column("detail", sa.Text, nullable=True),
     )
     return metadata
 

@@ -73,11 +73,11 @@ class DuplicateTracker:
         repeated_here = pd.Series(row_hashes).duplicated().to_numpy()
         reasons = pd.Series(index=raw.index, dtype=object)
         if earlier.any():
-            reasons[earlier] = _repeats(self.row_numbers[where[earlier]])
+            reasons[earlier] = repeat_reasons(self.row_numbers[where[earlier]])
         within = repeated_here & ~earlier
         if within.any():
             first = pd.Series(numbers).groupby(row_hashes).transform("first").to_numpy()
-            reasons[within] = _repeats(first[within])
+            reasons[within] = repeat_reasons(first[within])
 
         distinct = has_id & ~earlier & ~repeated_here
         seen_before = distinct & _lookup(self.id_keys, id_hashes)[0]
@@ -88,11 +88,7 @@ class DuplicateTracker:
         )
         conflict = seen_before | seen_here
         if conflict.any():
-            message = (
-                f"{self.id_column}: '"
-                + ids[conflict]
-                + "' appears on several rows with different values"
-            )
+            message = conflict_reasons(self.id_column, ids[conflict])
             reasons[conflict] = message
             self.retract = {
                 value: reason
@@ -114,5 +110,11 @@ class DuplicateTracker:
         return reasons.dropna()
 
 
-def _repeats(row_numbers: np.ndarray) -> list[str]:
+def repeat_reasons(row_numbers: np.ndarray) -> list[str]:
+    """The reason of a row that repeats the row of each given number."""
     return [f"duplicate: repeats row {n}" for n in row_numbers]
+
+
+def conflict_reasons(id_column: str, ids: pd.Series) -> pd.Series:
+    """The reason of each row whose (stripped) id comes with different values elsewhere."""
+    return f"{id_column}: '" + ids + "' appears on several rows with different values"

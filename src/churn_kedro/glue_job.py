@@ -30,34 +30,16 @@ import logging.config
 import os
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from churn_kedro.config import configure_logging
+
 logger = logging.getLogger("churn_kedro.glue_job")
 
 PACKAGE = "churn_kedro"
-PLAIN_LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "stream": "ext://sys.stderr",
-        }
-    },
-    "loggers": {
-        "kedro": {"level": "WARNING"},
-        "kedro.runner": {"level": "INFO"},
-        "kedro.validation": {"level": "ERROR"},
-        "churn_kedro": {"level": "INFO"},
-    },
-    "root": {"level": "WARNING", "handlers": ["stderr"]},
-}
 
 
 def parse_arguments(argv: list[str]) -> dict[str, Any]:
@@ -128,10 +110,9 @@ def conf_source(option: str | None, script: Path) -> str:
 
 def run_pipeline(pipeline: str, argv: list[str], script: str) -> int:
     """Run ``pipeline`` as a Glue job would; returns the process exit code."""
-    logging.config.dictConfig(PLAIN_LOGGING)
-    warnings.filterwarnings("ignore", message="register_new_resolver")  # Kedro's own, every run
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
     options = parse_arguments(argv)
+    source = conf_source(options["conf_source"], Path(script))
+    logging_conf = configure_logging(source)
     os.environ["CHURN_BUCKET"] = options["bucket"]
     if options["db_secret_id"]:  # the id; the engine factory reads the value
         os.environ["CHURN_DB_SECRET"] = options["db_secret_id"]
@@ -143,11 +124,11 @@ def run_pipeline(pipeline: str, argv: list[str], script: str) -> int:
         from kedro.framework.session import KedroSession
 
         configure_project(PACKAGE)  # the installed wheel is the project: no checkout needed
-        LOGGING.configure(PLAIN_LOGGING)  # plain lines for CloudWatch, not Kedro's rich console
+        LOGGING.configure(logging_conf)  # conf/logging.yml, not Kedro's rich console
         with KedroSession.create(
             project_path=Path.cwd(),
             env=options["env"],
-            conf_source=conf_source(options["conf_source"], Path(script)),
+            conf_source=source,
             runtime_params=runtime_params(options),
         ) as session:
             session.run(pipeline_names=[pipeline])
@@ -171,8 +152,8 @@ def bootstrap_main() -> None:
     by the master user of --master-secret-id (churn_kedro.database.bootstrap_app_user)."""
     from churn_kedro import database
 
-    logging.config.dictConfig(PLAIN_LOGGING)
     options = parse_arguments(sys.argv[1:])
+    configure_logging(conf_source(options["conf_source"], Path(sys.argv[0])))
     if not (options["master_secret_id"] and options["db_secret_id"]):
         raise SystemExit("bootstrap: pass --master-secret-id and --db-secret-id")
     try:

@@ -225,7 +225,8 @@ class ModelRegistry:
             self.fs.pipe_file(path, _json_bytes(doc))
             return doc
         deadline = time.monotonic() + CHAMPION_UPDATE_TIMEOUT_SECONDS
-        for attempt in range(1_000_000):
+        attempt = 0
+        while True:
             data, etag = self._read_with_etag(path)
             doc = change(None if data is None else self._champion_doc(data))
             condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
@@ -233,11 +234,17 @@ class ModelRegistry:
                 self.fs.pipe_file(path, _json_bytes(doc), **condition)
                 return doc
             except OSError as exc:
-                if not _lost_the_race(exc) or time.monotonic() > deadline:
+                if not _lost_the_race(exc):
                     raise
+                if time.monotonic() > deadline:
+                    raise RegistryError(
+                        f"{self.fs.unstrip_protocol(path)} was changed by another writer before "
+                        f"each of {attempt + 1} conditional writes in "
+                        f"{CHAMPION_UPDATE_TIMEOUT_SECONDS:.0f} s; try again"
+                    ) from exc
             # another writer got there first: read its document and try again
-            time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
-        raise AssertionError("unreachable")
+            time.sleep(random.uniform(0, 0.02 * 2 ** min(attempt, 6)))
+            attempt += 1
 
     def _read_with_etag(self, path: str) -> tuple[bytes | None, str | None]:
         """The object's bytes and the ETag of exactly those bytes (one GET), or

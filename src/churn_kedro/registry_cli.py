@@ -1,6 +1,6 @@
 """churn-registry: look into the model registry, promote a version, roll back.
 
-    churn-registry status                 the champion and the last run's decision
+    churn-registry status                 the champion, its latest monitoring verdict, the last run's decision
     churn-registry list                   every version, the champion marked
     churn-registry show VERSION           a version's card (JSON)
     churn-registry promote VERSION        make VERSION the champion
@@ -62,6 +62,23 @@ BENCHMARK_COLUMNS = (
 )
 
 
+def _with_ci(metrics: dict, name: str) -> str:
+    low, high = metrics[f"{name}_ci"]
+    return f"{metrics[name]:.4f} (CI {low:.4f}-{high:.4f})"
+
+
+def _proper_scores(metrics: dict) -> list[str]:
+    """Log loss, Brier score and calibration error with their intervals (cards written
+    before these were recorded show the Brier score alone)."""
+    if "calibration_error" not in metrics:
+        return [f"  Brier {metrics['brier']:.4f}"]
+    return [
+        f"  log loss {_with_ci(metrics, 'log_loss')}, Brier {_with_ci(metrics, 'brier')}",
+        f"  calibration error {_with_ci(metrics, 'calibration_error')}: mean predicted "
+        f"{metrics['mean_predicted']:.3f} for a churn rate of {metrics['positive_rate']:.3f}",
+    ]
+
+
 def _card_name(registry: ModelRegistry, version: str) -> str:
     return registry.fs.unstrip_protocol(registry.version_path(version, CARD_FILE))
 
@@ -75,12 +92,13 @@ def _status(registry: ModelRegistry) -> str:
         card = registry.card(champion["version"])
         with _fields_of(_card_name(registry, champion["version"])):
             m = card["metrics"]
-            low, high = m["roc_auc_ci"]
             lines += [
                 f"Champion: {champion['version']} ({card['family']}), since {champion.get('promoted_at')}",
-                f"  holdout ROC-AUC {m['roc_auc']:.4f} (CI {low:.4f}-{high:.4f}), Brier {m['brier']:.4f}, "
-                f"average precision {m['average_precision']:.4f}, threshold {card['threshold']:.3f}",
+                f"  holdout ROC-AUC {_with_ci(m, 'roc_auc')}, average precision "
+                f"{m['average_precision']:.4f}, threshold {card['threshold']:.3f}",
+                *_proper_scores(m),
                 f"  trained on {card['data']['training_rows']} rows of {card['data']['source_file']}",
+                _monitoring_line(registry, champion["version"]),
             ]
     runs = registry.benchmarks()
     if len(runs):
@@ -97,13 +115,34 @@ def _last_run(runs) -> list[str]:
     lines = [f"Last run {last['run_at'].iloc[0]} on {last['snapshot'].iloc[0]}:"]
     for row in last.itertuples():
         cv = "" if row.cv_roc_auc != row.cv_roc_auc else f"CV {row.cv_roc_auc:.4f}  "
+        brier = getattr(row, "holdout_brier", float("nan"))
+        ece = getattr(row, "holdout_calibration_error", float("nan"))
+        scores = "".join(
+            f"  {name} {value:.4f}"
+            for name, value in (("Brier", brier), ("calibration error", ece))
+            if value == value  # rows written before these columns existed have NaN
+        )
         lines.append(
-            f"  {row.model:<20} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}  {row.decision}"
+            f"  {row.model:<20} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}{scores}  "
+            f"{row.decision}"
         )
     challenger = last[last["role"] == "challenger"]
     if len(challenger):
         lines.append(f"Decision: {challenger['reason'].iloc[0]}")
     return lines
+
+
+def _monitoring_line(registry: ModelRegistry, version: str) -> str:
+    """The champion's latest monitoring verdict and its date (``kedro run --pipeline monitor``)."""
+    from churn_kedro.monitoring.profile import read_latest_verdict
+
+    latest = read_latest_verdict(registry, version)
+    if latest is None:
+        return "  monitoring: not monitored yet (kedro run --pipeline monitor)"
+    reasons = "; ".join(latest.get("reasons") or [])
+    return f"  monitoring: {latest.get('verdict')} at {latest.get('at')}" + (
+        f": {reasons}" if reasons else ""
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

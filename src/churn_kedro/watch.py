@@ -6,6 +6,10 @@ prefixes and run the ingestion pipeline for each new (or changed) object.
 Run from the project root (``make watch``). Works on any environment: on ``aws`` it
 polls the S3 prefixes. Each object gets its own run (``--params ingestion.only=<key>``),
 as one EventBridge event starts one Glue run for its object.
+
+After a raw object is ingested, and when a champion exists, the ``monitor`` pipeline runs;
+its ``retrain`` verdict (the exit code ``monitor.exit_code_on_retrain`` of ``kedro run
+--pipeline monitor``) starts the ``retrain`` pipeline (``--no-monitor`` turns this off).
 """
 
 from __future__ import annotations
@@ -35,7 +39,35 @@ def run_ingestion(project: Path, env: str | None, pipeline: str, source_file: st
     return True
 
 
-def watch(project: Path, env: str | None, interval: float, once: bool) -> int:
+def monitor_and_retrain(project: Path, env: str | None) -> bool:
+    """The monitor pipeline; on a ``retrain`` verdict, the retrain pipeline. False when a
+    run failed."""
+    from kedro.framework.session import KedroSession
+
+    from churn_kedro.pipelines.monitor.nodes import RetrainRequired
+
+    try:
+        with KedroSession.create(project_path=project, env=env) as session:
+            if session.load_context().catalog.load("monitored_champion") is None:
+                logger.info("No champion yet: nothing to monitor")
+                return True
+            session.run(pipeline_names=["monitor"])
+        return True
+    except RetrainRequired:
+        logger.warning("Monitoring says retrain: running the retrain pipeline")
+    except Exception as exc:  # the run reported it; keep watching
+        logger.error("monitor failed: %s", exc)
+        return False
+    try:
+        with KedroSession.create(project_path=project, env=env) as session:
+            session.run(pipeline_names=["retrain"])
+    except Exception as exc:
+        logger.error("retrain failed: %s", exc)
+        return False
+    return True
+
+
+def watch(project: Path, env: str | None, interval: float, once: bool, monitor: bool = True) -> int:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -67,7 +99,10 @@ def watch(project: Path, env: str | None, interval: float, once: bool) -> int:
                 if unchanged(log.get(source_file), obj):
                     continue
                 logger.info("New object %s: running %s", obj.uri, pipeline)
-                failures += not run_ingestion(project, env, pipeline, source_file)
+                ingested = run_ingestion(project, env, pipeline, source_file)
+                failures += not ingested
+                if ingested and monitor and pipeline == "ingest_raw":
+                    failures += not monitor_and_retrain(project, env)
         if once:
             return 1 if failures else 0
         time.sleep(interval)
@@ -85,14 +120,20 @@ def main(argv: list[str] | None = None) -> int:
         "--once", action="store_true", help="one poll, then exit (non-zero if a run failed)"
     )
     parser.add_argument(
+        "--no-monitor",
+        dest="monitor",
+        action="store_false",
+        help="do not run the monitor (and retrain on its verdict) after a raw ingestion",
+    )
+    parser.add_argument(
         "--project", type=Path, default=Path.cwd(), help="project root (default: .)"
     )
     args = parser.parse_args(argv)
     from churn_kedro.config import configure_logging
 
-    configure_logging(args.project.resolve())
+    configure_logging(args.project.resolve() / "conf")
     try:
-        return watch(args.project.resolve(), args.env, args.interval, args.once)
+        return watch(args.project.resolve(), args.env, args.interval, args.once, args.monitor)
     except KeyboardInterrupt:
         return 0
 

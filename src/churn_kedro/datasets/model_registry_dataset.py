@@ -93,7 +93,7 @@ class ModelRegistryDataset(AbstractDataset[RegistryEntry, dict[str, Any] | None]
             },
         }
         registry = self.registry
-        registry.register(data.version, data.model, card, files=export.files)
+        registry.register(data.version, data.model, card, files={**data.files, **export.files})
         registry.append_benchmarks(data.benchmarks)
         if data.promote:
             registry.promote(data.version, data.reason)

@@ -57,6 +57,13 @@ class SnapshotObject:
         self.checksum = digest.hexdigest()
         return self.checksum
 
+    def validated_chunks(self, schema, chunk_rows: int, counts: dict[str, int]):
+        """The object read and validated in chunks, as the ingestion store takes it
+        (:func:`churn_kedro.ingestion.objects.validated_chunks`)."""
+        from churn_kedro.ingestion.objects import validated_chunks
+
+        return validated_chunks(self, schema, chunk_rows, counts)
+
     def head(self, size: int = 8192) -> bytes:
         with self.fs.open(self.path, "rb") as stream:
             return stream.read(size)
@@ -122,13 +129,14 @@ class SnapshotObjectsDataset(AbstractDataset[dict[str, SnapshotObject], None]):
             return {}
         root = self._fs._strip_protocol(self._root).rstrip("/")
         objects = {}
+        handle = self._handle
         for path, info in sorted(self._fs.find(root, detail=True).items()):
             if not path.endswith(self._suffix) or info.get("type") == "directory":
                 continue
             relative = path[len(root) :].lstrip("/")
             version = info.get("ETag") or info.get("mtime") or info.get("LastModified")
             source_file = f"{self._key_prefix}/{relative}"
-            objects[source_file] = SnapshotObject(
+            objects[source_file] = handle(
                 source_file=source_file,
                 uri=self._uri(path),
                 size=int(info.get("size") or 0),
@@ -138,6 +146,8 @@ class SnapshotObjectsDataset(AbstractDataset[dict[str, SnapshotObject], None]):
                 load_args=self._load_args,
             )
         return objects
+
+    _handle = SnapshotObject  # the Spark engine's dataset hands out its own handles
 
     def save(self, data: Any) -> None:
         raise DatasetError("SnapshotObjectsDataset is read-only: snapshots arrive from outside")

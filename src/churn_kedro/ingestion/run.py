@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from churn_kedro.ingestion.objects import validated_chunks
 from churn_kedro.ingestion.store import (
     AlreadyIngested,
     IngestionDatabase,
@@ -126,7 +125,7 @@ def ingest_objects(
             result = db.load_object(
                 table,
                 source_file,
-                validated_chunks(obj, validation_schema, params["chunk_rows"], counts),
+                obj.validated_chunks(validation_schema, params["chunk_rows"], counts),
                 finish,
                 replace=replace,
             )

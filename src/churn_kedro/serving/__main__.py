@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from waitress.channel import HTTPChannel
@@ -180,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         help=f"close a connection idle or stalled this many seconds ({CHANNEL_TIMEOUT})",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if (Path.cwd() / "conf" / "logging.yml").is_file():  # run from a project: its logging
+        from churn_kedro.config import configure_logging  # build-time module, not in the image
+
+        configure_logging(Path.cwd() / "conf")
     app = Application(
         registry_location(args.registry, args.env), args.refresh_seconds, args.max_batch
     )

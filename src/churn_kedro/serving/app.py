@@ -213,9 +213,24 @@ class Application:
         champion = self.champions.get()
         return self._answer(
             200,
-            {"model_version": champion["version"], "card": champion["card"]},
+            {
+                "model_version": champion["version"],
+                "card": champion["card"],
+                "monitoring": self._monitoring(champion["version"]),
+            },
             champion["version"],
         )
+
+    def _monitoring(self, version: str) -> dict[str, Any] | None:
+        """The champion's latest monitoring verdict ({"verdict", "at", "reasons", ...}),
+        from the registry's monitoring/latest.json (written by `kedro run --pipeline
+        monitor`); None when this champion has not been monitored."""
+        registry = self.champions.registry
+        try:
+            doc = json.loads(registry.fs.cat_file(f"{registry.root}/monitoring/latest.json"))
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and doc.get("model_version") == version else None
 
     def openapi(self, headers, body) -> Response:
         try:
@@ -375,6 +390,12 @@ def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, A
                             "properties": {
                                 "status": {"type": "string", "enum": ["ok"]},
                                 "model_version": {"type": "string"},
+                                "warning": {
+                                    "type": "string",
+                                    "description": "present when the model served may not "
+                                    "be the registry's champion (champion.json missing or "
+                                    "unreadable, the new champion cannot be loaded)",
+                                },
                             },
                         },
                         "a champion is loaded",
@@ -392,6 +413,7 @@ def openapi_document(card: dict[str, Any] | None, max_batch: int) -> dict[str, A
                             "properties": {
                                 "model_version": {"type": "string"},
                                 "card": {"type": "object"},
+                                "monitoring": {"type": "object", "nullable": True},
                             },
                         },
                         "the card",

@@ -38,8 +38,12 @@ def handler(
     event: dict[str, Any], context: Any = None, app: Application | None = None
 ) -> dict[str, Any]:
     app = app or APP
-    method, path, headers, body = _request(event)
-    response = app.handle(method, path, headers, body)
+    try:
+        method, path, headers, body = _request(event)
+    except ValueError as exc:  # a body flagged base64 that is not (binascii.Error)
+        response = app.error(400, f"the body is not valid base64: {exc}")
+    else:
+        response = app.handle(method, path, headers, body)
     return {
         "statusCode": response.status,
         "headers": response.headers,

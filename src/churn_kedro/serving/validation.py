@@ -191,7 +191,7 @@ def _fast_columns(
     id_max_length = schema.get("id_max_length", DEFAULT_ID_MAX_LENGTH)
     if not all(
         (type(i) is str and 0 < len(i) <= id_max_length and not i.isspace())
-        or (type(i) is int and -(10**15) < i < 10**15)
+        or (type(i) is int and len(str(i)) <= id_max_length)
         for i in ids
     ):
         return None

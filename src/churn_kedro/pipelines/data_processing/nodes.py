@@ -18,6 +18,7 @@ from churn_kedro.schema import (
     newest_snapshot,
     validate_frame,
 )
+from churn_kedro.spark import is_spark_frame
 
 if TYPE_CHECKING:
     from churn_kedro.datasets.snapshot_objects_dataset import SnapshotObject
@@ -36,31 +37,50 @@ def select_latest_snapshot(
         raw = obj.read()
     except Exception as exc:  # the parser's error
         raise SnapshotError(source_file, describe_read_error(exc)) from exc
-    logger.info("Latest raw snapshot: %s (%d rows)", source_file, len(raw))
+    if is_spark_frame(raw):
+        logger.info("Latest raw snapshot: %s (on Spark)", source_file)
+    else:
+        logger.info("Latest raw snapshot: %s (%d rows)", source_file, len(raw))
     return raw, {"source_file": source_file}
 
 
 def validate_snapshot(
-    raw: pd.DataFrame, snapshot: dict[str, Any], schema_params: dict[str, Any]
+    raw: pd.DataFrame,
+    snapshot: dict[str, Any],
+    schema_params: dict[str, Any],
+    params: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Keep rows that pass the contract; report the others with their reasons.
 
     A file-level breach (missing column, no rows) stops the run: nothing of the file is
     used. Rows that break rules go to the quarantine report even when none is left:
     ``split_train_holdout`` then stops, naming the most common reasons.
+
+    On the Spark engine the rules run over the snapshot's partitions and the valid rows
+    come to this process (training is single-node) when there are at most
+    ``spark_max_rows`` of them, else a sample of that size stratified by the target;
+    the report's ``rows_used`` says which.
     """
     schema = Schema.from_params(schema_params)
     source = snapshot["source_file"]
-    if raw.empty:
-        raise SnapshotError(source, "has no data rows")
-    result = validate_frame(raw, schema, source)
-    summary = {"source_file": source, "rows_read": len(raw), **result.summary}
+    if is_spark_frame(raw):
+        from churn_kedro.spark.validation import validated_for_training
+
+        limit = int((params or {}).get("spark_max_rows") or 1_000_000)
+        result, rows_read, used = validated_for_training(raw, schema, source, limit)
+        summary = {"source_file": source, "rows_read": rows_read, **result.summary, **used}
+    else:
+        if raw.empty:
+            raise SnapshotError(source, "has no data rows")
+        result = validate_frame(raw, schema, source)
+        summary = {"source_file": source, "rows_read": len(raw), **result.summary}
+    rows_read = summary["rows_read"]
     if len(result.rejected):
         logger.warning(
             "%s: %d of %d rows rejected, by field: %s",
             source,
             len(result.rejected),
-            len(raw),
+            rows_read,
             summary["rejected_by_field"],
         )
     quarantine = result.rejected.assign(source_file=source)

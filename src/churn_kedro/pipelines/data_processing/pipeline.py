@@ -14,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 validate_snapshot,
-                inputs=["raw_snapshot", "snapshot_info", "params:schema"],
+                inputs=["raw_snapshot", "snapshot_info", "params:schema", "params:data_processing"],
                 outputs=["clean_rows", "raw_quarantine", "validation_report"],
                 name="validate_snapshot",
             ),

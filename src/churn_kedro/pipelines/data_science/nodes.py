@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from churn_kedro.contracts import Candidate, Challenger, DisabledFamily, SearchSummary
 from churn_kedro.schema import Schema
 
 from .models import FAMILIES
@@ -32,25 +34,42 @@ def _suggest(trial: optuna.Trial, name: str, spec: dict[str, Any]) -> Any:
     raise ValueError(f"search space of {name!r}: unknown type {kind!r} (float, int or categorical)")
 
 
+def search_rows(
+    X: pd.DataFrame, y: np.ndarray, max_rows: int | None, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows the search cross-validates on: all of them, or a stratified sample of
+    ``max_rows`` when the train split is larger (the refit still uses every row)."""
+    if not max_rows or len(y) <= max_rows:
+        return X, y
+    rows, _ = train_test_split(
+        np.arange(len(y)), train_size=max_rows, stratify=y, random_state=seed
+    )
+    rows = np.sort(rows)
+    return X.iloc[rows], y[rows]
+
+
 def tune_model_family(
     train: pd.DataFrame,
     schema_params: dict[str, Any],
     settings: dict[str, Any],
     family_params: dict[str, Any],
     family: str,
-) -> dict[str, Any] | None:
-    """Search the family's hyperparameters by stratified K-fold CV (ROC-AUC) within its
-    trial/time budget, then refit the best on the whole train split.
+) -> Candidate | DisabledFamily:
+    """Search the family's hyperparameters by stratified K-fold CV (ROC-AUC) for its
+    trial budget, then refit the best on the whole train split.
 
-    Returns the candidate: family, params, CV mean/std, out-of-fold probabilities of the
-    best trial (for the decision threshold) and the fitted Pipeline; None when disabled.
+    The budget is a number of trials, so the same data and parameters give the same
+    model on any machine; ``time_cap_seconds`` is only a safety cap, logged (and
+    recorded in the card) when it stops the search early. On a train split larger than
+    ``search.max_rows`` the search sees a stratified sample of that many rows.
     """
     if not family_params.get("enabled", True):
         logger.info("%s: disabled", family)
-        return None
+        return DisabledFamily(family)
     schema = Schema.from_params(schema_params)
-    X, y = train[schema.features], train[schema.target].to_numpy()
+    X_all, y_all = train[schema.features], train[schema.target].to_numpy()
     seed, class_weight = settings["random_state"], settings["class_weight"]
+    X, y = search_rows(X_all, y_all, (settings.get("search") or {}).get("max_rows"), seed)
     folds = list(StratifiedKFold(settings["cv_folds"], shuffle=True, random_state=seed).split(X, y))
     build = FAMILIES[family]
     best: dict[str, Any] = {"score": -np.inf}
@@ -83,35 +102,83 @@ def tune_model_family(
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
-    study.optimize(
-        objective,
-        n_trials=family_params.get("n_trials"),
-        timeout=family_params.get("timeout_seconds"),
-    )
+    budget, cap = int(family_params["n_trials"]), family_params.get("time_cap_seconds")
+    started = time.perf_counter()
+    study.optimize(objective, n_trials=budget, timeout=cap)
+    seconds = time.perf_counter() - started
+    cap_hit = len(study.trials) < budget
+    if cap_hit:
+        logger.warning(
+            "%s: the time cap of %s s stopped the search after %d of %d trials; the result "
+            "depends on this machine's speed (raise time_cap_seconds or lower n_trials)",
+            family,
+            cap,
+            len(study.trials),
+            budget,
+        )
     if "params" not in best:
-        raise RuntimeError(f"{family}: no trial completed within its budget; raise timeout_seconds")
+        raise RuntimeError(
+            f"{family}: no trial completed within the time cap of {cap} s; raise time_cap_seconds"
+        )
     model = build(
         schema.numeric_features, schema.categorical_features, best["params"], seed, class_weight
     )
-    model.fit(X, y)
+    model.fit(X_all, y_all)
     logger.info(
-        "%s: CV ROC-AUC %.4f ± %.4f after %d trials, params %s",
+        "%s: CV ROC-AUC %.4f ± %.4f after %d trials in %.0f s on %d of %d train rows, params %s",
         family,
         best["score"],
         best["std"],
         len(study.trials),
+        seconds,
+        len(y),
+        len(y_all),
         best["params"],
     )
-    return {
-        "family": family,
-        "params": best["params"],
-        "cv_roc_auc": best["score"],
-        "cv_roc_auc_std": best["std"],
-        "cv_folds": settings["cv_folds"],
-        "n_trials": len(study.trials),
-        "oof_probability": best["oof"],
-        "model": model,
-    }
+    return Candidate(
+        family=family,
+        params=best["params"],
+        cv_roc_auc=best["score"],
+        cv_roc_auc_std=best["std"],
+        search=SearchSummary(
+            rows=len(y),
+            train_rows=len(y_all),
+            sampled=len(y) < len(y_all),
+            folds=settings["cv_folds"],
+            trials=len(study.trials),
+            trial_budget=budget,
+            seconds=round(seconds, 1),
+            time_cap_seconds=cap,
+            time_cap_hit=cap_hit,
+        ),
+        oof_probability=best["oof"],
+        oof_target=y,
+        model=model,
+    )
+
+
+# One plain node function per family (the families are code, their budgets and search
+# spaces parameters), so each tuning node has a real name and signature.
+def tune_logistic_regression(train, schema_params, settings, family_params):
+    """tune_model_family for logistic regression."""
+    return tune_model_family(train, schema_params, settings, family_params, "logistic_regression")
+
+
+def tune_random_forest(train, schema_params, settings, family_params):
+    """tune_model_family for the random forest."""
+    return tune_model_family(train, schema_params, settings, family_params, "random_forest")
+
+
+def tune_catboost(train, schema_params, settings, family_params):
+    """tune_model_family for CatBoost."""
+    return tune_model_family(train, schema_params, settings, family_params, "catboost")
+
+
+TUNERS = {
+    "logistic_regression": tune_logistic_regression,
+    "random_forest": tune_random_forest,
+    "catboost": tune_catboost,
+}
 
 
 def choose_threshold(y: np.ndarray, probability: np.ndarray, policy: dict[str, Any]) -> float:
@@ -131,23 +198,21 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, policy: dict[str, A
 
 
 def select_challenger(
-    train: pd.DataFrame, schema_params: dict[str, Any], settings: dict[str, Any], *candidates
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    settings: dict[str, Any], *tuned: Candidate | DisabledFamily
+) -> tuple[Challenger, dict[str, Candidate]]:
     """The best family by CV ROC-AUC (never by the holdout) becomes the challenger,
     with its decision threshold from its out-of-fold probabilities."""
-    tuned = {c["family"]: c for c in candidates if c is not None}
-    if not tuned:
+    candidates = {c.family: c for c in tuned if isinstance(c, Candidate)}
+    if not candidates:
         raise ValueError("every model family is disabled in parameters_data_science.yml")
-    best = max(tuned.values(), key=lambda c: c["cv_roc_auc"])
-    y = train[Schema.from_params(schema_params).target].to_numpy()
-    threshold = choose_threshold(y, best["oof_probability"], settings["threshold"])
+    best = max(candidates.values(), key=lambda c: c.cv_roc_auc)
+    policy = settings["threshold"]
+    threshold = choose_threshold(best.oof_target, best.oof_probability, policy)
     logger.info(
         "Challenger: %s (CV ROC-AUC %.4f), threshold %.3f by %s",
-        best["family"],
-        best["cv_roc_auc"],
+        best.family,
+        best.cv_roc_auc,
         threshold,
-        settings["threshold"]["policy"],
+        policy["policy"],
     )
-    challenger = {k: v for k, v in best.items() if k != "oof_probability"}
-    challenger.update(threshold=threshold, threshold_policy=settings["threshold"]["policy"])
-    return challenger, tuned
+    return Challenger(best, threshold, policy["policy"]), candidates

@@ -1,17 +1,14 @@
-from functools import partial, update_wrapper
-
 from kedro.pipeline import Node, Pipeline
 
-from .models import FAMILIES
-from .nodes import select_challenger, tune_model_family
+from .nodes import TUNERS, select_challenger
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    # One tuning node per family (the families are code; their budgets and search
-    # spaces are parameters), then the choice between them.
+    # One tuning node per family, then the choice between them. A disabled family's node
+    # returns a DisabledFamily, which select_challenger leaves out.
     tune_nodes = [
         Node(
-            update_wrapper(partial(tune_model_family, family=family), tune_model_family),
+            tune,
             inputs=[
                 "train_set",
                 "params:schema",
@@ -21,19 +18,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             outputs=f"{family}_candidate",
             name=f"tune_{family}",
         )
-        for family in FAMILIES
+        for family, tune in TUNERS.items()
     ]
     return Pipeline(
         [
             *tune_nodes,
             Node(
                 select_challenger,
-                inputs=[
-                    "train_set",
-                    "params:schema",
-                    "params:data_science",
-                    *(f"{family}_candidate" for family in FAMILIES),
-                ],
+                inputs=["params:data_science", *(f"{family}_candidate" for family in TUNERS)],
                 outputs=["challenger", "model_candidates"],
                 name="select_challenger",
             ),

@@ -13,16 +13,21 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from churn_kedro.contracts import Decision, HoldoutScores, ScoredChampion
 
-def _curves(scores: dict[str, Any], decision: dict[str, Any]) -> dict[str, np.ndarray]:
-    curves = {
-        f"challenger ({decision['challenger_family']})": scores["candidates"][
-            decision["challenger_family"]
-        ]
-    }
-    if "probability" in scores["champion"]:
-        curves[f"champion ({scores['champion']['version']})"] = scores["champion"]["probability"]
+from .metrics import calibration_error
+
+
+def _curves(scores: HoldoutScores, decision: Decision) -> dict[str, np.ndarray]:
+    family = decision.challenger_family
+    curves = {f"challenger ({family})": scores.candidates[family]}
+    if isinstance(scores.champion, ScoredChampion):
+        curves[f"champion ({scores.champion.version})"] = scores.champion.probability
     return curves
+
+
+def _ece(y: np.ndarray, p: np.ndarray, params: dict[str, Any]) -> float:
+    return calibration_error(y, p, params["calibration_bins"])
 
 
 def _gains(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,9 +37,14 @@ def _gains(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_evaluation(
-    scores: dict[str, Any], decision: dict[str, Any], params: dict[str, Any]
+    scores: HoldoutScores,
+    decision: Decision,
+    evaluation: dict[str, dict[str, Any]],
+    params: dict[str, Any],
 ) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
-    y = scores["y"]
+    """The four figures, and evaluation_metrics.json: the decision and the holdout
+    metrics of every model (each candidate, the champion when it could be scored)."""
+    y = scores.target
     curves = _curves(scores, decision)
     figures = {name: plt.subplots(figsize=(5.5, 4.5)) for name in ("roc", "pr", "calibration")}
     gains_figure, (gains_ax, lift_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -47,7 +57,9 @@ def plot_evaluation(
         observed, predicted = calibration_curve(
             y, p, n_bins=params["calibration_bins"], strategy="quantile"
         )
-        figures["calibration"][1].plot(predicted, observed, marker="o", label=label)
+        figures["calibration"][1].plot(
+            predicted, observed, marker="o", label=f"{label}, ECE {_ece(y, p, params):.3f}"
+        )
         share, gain = _gains(y, p)
         gains_ax.plot(share, gain, label=label)
         lift_ax.plot(share, gain / share, label=label)
@@ -78,5 +90,5 @@ def plot_evaluation(
         axes.legend(fontsize="small")
         figure.tight_layout()
 
-    metrics = dict(decision)
-    return figures["roc"][0], figures["pr"][0], figures["calibration"][0], gains_figure, metrics
+    report = {"decision": decision.to_dict(), "models": evaluation}
+    return figures["roc"][0], figures["pr"][0], figures["calibration"][0], gains_figure, report

@@ -1,6 +1,8 @@
 """Batch scoring nodes: pick the snapshot, validate it, score it with the champion's
 serving form through the one inference function (the API's). The ``churn_scores``
-dataset writes the batch."""
+dataset writes the batch. On the Spark engine (``--env spark``) the snapshot is a Spark
+DataFrame and the same rules and the same function run over its partitions
+(:mod:`churn_kedro.spark`)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from churn_kedro.schema import (
     newest_snapshot,
     validate_frame,
 )
+from churn_kedro.spark import is_spark_frame
 
 if TYPE_CHECKING:
     from churn_kedro.datasets.snapshot_objects_dataset import SnapshotObject
@@ -45,7 +48,10 @@ def select_snapshot_to_score(
         raw = objects[source_file].read()
     except Exception as exc:  # a file that is not a CSV at all
         raise SnapshotError(source_file, describe_read_error(exc)) from exc
-    logger.info("Scoring %s (%d rows)", source_file, len(raw))
+    if is_spark_frame(raw):
+        logger.info("Scoring %s on Spark", source_file)
+    else:
+        logger.info("Scoring %s (%d rows)", source_file, len(raw))
     return raw, source_file
 
 
@@ -53,6 +59,10 @@ def validate_snapshot_to_score(
     raw: pd.DataFrame, source_file: str, schema_params: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Typed valid rows and rejected rows (with reasons) of a label-less snapshot."""
+    if is_spark_frame(raw):
+        from churn_kedro.spark.validation import validated_to_score
+
+        return validated_to_score(raw, Schema.from_params(schema_params), source_file)
     if raw.empty and not len(raw.columns):
         raise SnapshotError(source_file, "the file is empty")
     result = validate_frame(raw, Schema.from_params(schema_params), source_file, labelled=False)
@@ -85,34 +95,45 @@ def score_customers(
         raise ValueError(
             f"champion {champion['version']} needs feature(s) {missing}, which the schema lacks"
         )
-    result = predict(champion, valid[card["features"]])
     id_column = Schema.from_params(schema_params).id_column
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    scores = pd.DataFrame(
-        {
-            "model_version": result.model_version,
-            "source_file": source_file,
-            "customer_id": valid[id_column].astype(str).to_numpy(),
-            "churn_probability": result.probability,
-            "churn": result.label,
-            "scored_at": now,
+    if is_spark_frame(valid):
+        from churn_kedro.spark.scoring import score_frame
+
+        scores, summary = score_frame(valid, champion, id_column, source_file, now)
+    else:
+        result = predict(champion, valid[card["features"]])
+        scores = pd.DataFrame(
+            {
+                "model_version": result.model_version,
+                "source_file": source_file,
+                "customer_id": valid[id_column].astype(str).to_numpy(),
+                "churn_probability": result.probability,
+                "churn": result.label,
+                "scored_at": now,
+            }
+        )
+        summary = {
+            "rows_scored": int(len(scores)),
+            "predicted_churners": int(scores["churn"].sum()),
+            "mean_probability": float(scores["churn_probability"].mean()) if len(scores) else None,
         }
-    )
+    version = str(champion["version"])
     report = {
         "source_file": source_file,
-        "model_version": result.model_version,
-        "rows_scored": int(len(scores)),
+        "model_version": version,
+        "rows_scored": summary["rows_scored"],
         "rows_rejected": int(len(rejected)),
-        "predicted_churners": int(scores["churn"].sum()),
-        "mean_probability": float(scores["churn_probability"].mean()) if len(scores) else None,
+        "predicted_churners": summary["predicted_churners"],
+        "mean_probability": summary["mean_probability"],
         "rejected_reasons": rejected["reason"].head(20).tolist(),
         "scored_at": now.isoformat() + "Z",
     }
     logger.info(
         "Scored %s with %s: %d rows, %d rejected",
         source_file,
-        result.model_version,
-        len(scores),
+        version,
+        summary["rows_scored"],
         len(rejected),
     )
-    return ScoreBatch(source_file, result.model_version, scores, rejected), report
+    return ScoreBatch(source_file, version, scores, rejected), report

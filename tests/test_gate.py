@@ -1,0 +1,187 @@
+"""The promotion gate and the choice of the challenger, called directly on small arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from churn_kedro.contracts import (
+    AbsentChampion,
+    Candidate,
+    Challenger,
+    DisabledFamily,
+    HoldoutScores,
+    ScoredChampion,
+    SearchSummary,
+)
+from churn_kedro.pipelines.data_science.nodes import choose_threshold, select_challenger
+from churn_kedro.pipelines.model_promotion.nodes import decide_promotion
+
+GATE = {
+    "confidence_level": 0.95,
+    "floor": 0.6,
+    "max_calibration_error": 0.05,
+    "min_delta": 0.005,
+    "significance_level": 0.05,
+    "brier_tolerance": 0.005,
+    "calibration_bins": 10,
+}
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+@pytest.fixture(scope="module")
+def holdout():
+    """Labels drawn from known probabilities: a strong and a weak calibrated model."""
+    rng = np.random.default_rng(3)
+    signal = rng.normal(size=4000)
+    noise = rng.normal(size=4000)
+    strong = _sigmoid(-1.6 + 1.2 * signal)
+    y = rng.binomial(1, strong)
+    weak_logit = -1.6 + 1.2 * (0.5 * signal + np.sqrt(0.75) * noise) * 0.6
+    weak = _sigmoid(weak_logit)
+    return y, strong, weak
+
+
+def _challenger(family="catboost", threshold=0.3):
+    search = SearchSummary(10, 10, False, 2, 1, 1, 0.1, None, False)
+    candidate = Candidate(family, {}, 0.7, 0.01, search, np.zeros(2), np.array([0, 1]), None)
+    return Challenger(candidate, threshold, "max_f1")
+
+
+def _scores(y, challenger_p, champion):
+    return HoldoutScores(target=y, candidates={"catboost": challenger_p}, champion=champion)
+
+
+def test_absent_champion_promotes_a_challenger_above_the_floor(holdout):
+    y, strong, _ = holdout
+    decision = decide_promotion(
+        _scores(y, strong, AbsentChampion(None, "no champion yet")), _challenger(), GATE
+    )
+    assert decision.promote
+    assert decision.reason.startswith("promoted: no champion yet: treated as absent; ROC-AUC")
+    assert decision.champion is None and decision.roc_auc_delta is None
+
+
+def test_floor_rejects_noise_and_says_chance(holdout):
+    y, _, _ = holdout
+    noise = np.random.default_rng(0).uniform(size=y.size)
+    decision = decide_promotion(
+        _scores(y, noise, AbsentChampion(None, "no champion yet")), _challenger(), GATE
+    )
+    assert not decision.promote
+    assert "below the floor 0.6: no better than chance" in decision.reason
+
+
+def test_floor_without_chance_when_the_bound_is_above_one_half(holdout):
+    y, _, weak = holdout
+    decision = decide_promotion(
+        _scores(y, weak, AbsentChampion(None, "no champion yet")),
+        _challenger(),
+        {**GATE, "floor": 0.9},
+    )
+    assert not decision.promote
+    assert "below the floor 0.9" in decision.reason and "chance" not in decision.reason
+
+
+def test_a_clear_gain_over_the_champion_is_promoted(holdout):
+    y, strong, weak = holdout
+    decision = decide_promotion(
+        _scores(y, strong, ScoredChampion("v1", weak, 0.3)), _challenger(), GATE
+    )
+    assert decision.promote, decision.reason
+    assert decision.roc_auc_delta > 0.05 and decision.p_value < 1e-6
+    assert "over champion v1" in decision.reason
+
+
+def test_the_same_model_fails_the_minimum_delta_and_significance(holdout):
+    y, strong, _ = holdout
+    decision = decide_promotion(
+        _scores(y, strong, ScoredChampion("v1", strong.copy(), 0.3)), _challenger(), GATE
+    )
+    assert not decision.promote
+    assert "+0.0000 over champion v1" in decision.reason
+    assert "less than the minimum 0.005" in decision.reason
+    assert "not significant: paired DeLong p=1.000" in decision.reason
+
+
+def test_significance_alone(holdout):
+    y, strong, _ = holdout
+    decision = decide_promotion(
+        _scores(y, strong, ScoredChampion("v1", strong.copy(), 0.3)),
+        _challenger(),
+        {**GATE, "min_delta": -1.0},
+    )
+    assert not decision.promote
+    assert decision.reason == "not promoted: not significant: paired DeLong p=1.000 >= 0.05"
+
+
+def test_brier_guardrail_rejects_a_better_ranking_with_worse_probabilities(holdout):
+    y, strong, weak = holdout
+    inflated = 0.5 + strong / 2  # the same ranking as strong, far too high
+    decision = decide_promotion(
+        _scores(y, inflated, ScoredChampion("v1", weak, 0.3)),
+        _challenger(),
+        {**GATE, "max_calibration_error": 1.0},  # this test alone
+    )
+    assert not decision.promote
+    assert decision.reason.count(";") == 0
+    assert decision.roc_auc_delta > 0.05 and decision.p_value < 1e-6
+    assert "Brier score" in decision.reason and "beyond the tolerance 0.005" in decision.reason
+    assert decision.brier_change > 0.005
+
+
+def test_calibration_rejects_probabilities_that_are_not_churn_rates(holdout):
+    y, strong, _ = holdout
+    inflated = 0.5 + strong / 2
+    decision = decide_promotion(
+        _scores(y, inflated, AbsentChampion(None, "no champion yet")), _challenger(), GATE
+    )
+    assert not decision.promote
+    assert decision.challenger["calibration_error_ci"][0] > 0.05
+    assert "is above the maximum 0.05: its probabilities are not churn rates" in decision.reason
+    assert f"holdout churn rate {y.mean():.3f}" in decision.reason
+    # the same ranking, calibrated: promoted
+    assert decide_promotion(
+        _scores(y, strong, AbsentChampion(None, "no champion yet")), _challenger(), GATE
+    ).promote
+
+
+def _candidate(family, cv, oof, target):
+    search = SearchSummary(len(target), len(target), False, 2, 1, 1, 0.1, None, False)
+    return Candidate(family, {"C": 1}, cv, 0.01, search, oof, target, model=family)
+
+
+def test_select_challenger_takes_the_best_cv_and_its_threshold():
+    target = np.array([0, 0, 1, 1])
+    oof = np.array([0.1, 0.4, 0.35, 0.8])
+    settings = {"threshold": {"policy": "max_f1"}}
+    challenger, candidates = select_challenger(
+        settings,
+        _candidate("logistic_regression", 0.70, np.array([0.9, 0.1, 0.2, 0.3]), target),
+        DisabledFamily("random_forest"),
+        _candidate("catboost", 0.75, oof, target),
+    )
+    assert challenger.family == "catboost" and challenger.candidate.model == "catboost"
+    assert challenger.threshold == 0.35 and challenger.threshold_policy == "max_f1"
+    assert set(candidates) == {"logistic_regression", "catboost"}
+
+
+def test_select_challenger_with_every_family_disabled():
+    with pytest.raises(ValueError, match="every model family is disabled"):
+        select_challenger({"threshold": {"policy": "max_f1"}}, DisabledFamily("catboost"))
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ({"policy": "max_f1"}, 0.35),  # 2 of 2 churners for 3 offers: F1 0.8
+        ({"policy": "cost", "offer_cost": 50.0, "saved_customer_value": 400.0}, 0.35),
+        ({"policy": "cost", "offer_cost": 500.0, "saved_customer_value": 400.0}, 0.8),
+    ],
+)
+def test_choose_threshold_on_four_rows(policy, expected):
+    y = np.array([0, 0, 1, 1])
+    assert choose_threshold(y, np.array([0.1, 0.4, 0.35, 0.8]), policy) == expected
