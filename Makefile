@@ -7,14 +7,22 @@ export DO_NOT_TRACK := 1
 
 .PHONY: run test test-fast lint serve viz bench watch constraints clean checkov
 
-$(BIN)/kedro: requirements.txt requirements-dev.txt requirements-spark.txt constraints.txt pyproject.toml
+# Two stamps: make run/serve/watch need only the runtime (requirements.txt); make test, lint,
+# viz and bench add the tools (requirements-dev.txt) on top, the first time they run.
+RUNTIME := $(VENV)/.runtime-installed
+DEV     := $(VENV)/.dev-installed
+
+$(RUNTIME): requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-venv: $(BIN)/kedro
+$(DEV): $(RUNTIME) requirements-dev.txt requirements-spark.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt
+	touch $@
+
+venv: $(DEV)
 
 # checkov (infra/template.yaml's security checks, run by tests/test_infra.py) in a venv of its
 # own: its dependencies clash with the project's pins. constraints-checkov.txt pins them all.
@@ -26,7 +34,7 @@ $(CHECKOV_VENV)/bin/checkov: requirements-checkov.txt constraints-checkov.txt
 
 checkov: $(CHECKOV_VENV)/bin/checkov
 
-run: $(BIN)/kedro
+run: $(RUNTIME)
 	$(BIN)/kedro run --pipelines ingest_raw
 	$(BIN)/kedro run --pipelines retrain $(RETRAIN_ARGS)
 	$(BIN)/kedro run --pipelines ingest_processed
@@ -36,27 +44,27 @@ test: lint $(CHECKOV_VENV)/bin/checkov
 	$(BIN)/python -m pytest
 
 # The edit loop: no whole-pipeline runs, no servers, no MariaDB (a minute or two).
-test-fast: $(BIN)/kedro
+test-fast: $(DEV)
 	$(BIN)/python -m pytest -m "not slow and not mysql"
 
-lint: $(BIN)/kedro
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 # make serve ENV=mydata: the registry of conf/mydata's catalog (see README: serving)
-serve: $(BIN)/kedro
+serve: $(RUNTIME)
 	$(BIN)/python -m churn_kedro.serving --host 127.0.0.1 --port 8080 $(if $(ENV),--env $(ENV))
 
-viz: $(BIN)/kedro
+viz: $(DEV)
 	$(BIN)/kedro viz run --no-browser --host 127.0.0.1 --port 4141
 
-bench: $(BIN)/kedro
+bench: $(DEV)
 	$(BIN)/python benchmarks/run_all.py
 
-watch: $(BIN)/kedro
+watch: $(RUNTIME)
 	$(BIN)/python -m churn_kedro.watch
 
-constraints: $(BIN)/kedro
+constraints: $(DEV)
 	{ echo "# Every package of the dev environment, pinned (pip install -c constraints.txt). Regenerate: make constraints"; \
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -vE '^(pip|setuptools|wheel)=='; } > constraints.txt
 

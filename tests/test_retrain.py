@@ -45,7 +45,7 @@ def twice(tmp_path_factory):
     make = [
         "make",
         "-o",
-        f"{venv}/bin/kedro",
+        f"{venv}/.runtime-installed",
         "run",
         f"VENV={venv}",
     ]

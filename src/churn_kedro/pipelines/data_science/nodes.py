@@ -104,7 +104,22 @@ def tune_model_family(
     )
     budget, cap = int(family_params["n_trials"]), family_params.get("time_cap_seconds")
     started = time.perf_counter()
-    study.optimize(objective, n_trials=budget, timeout=cap)
+
+    def report_progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        # progress on long searches, in Kedro's log (so Glue and CloudWatch see it too)
+        value = "pruned" if trial.value is None else f"CV ROC-AUC {trial.value:.4f}"
+        best_so_far = study.best_value if study.best_trials else float("nan")
+        logger.info(
+            "%s: trial %d of %d, %s, %.0f s, best so far %.4f",
+            family,
+            trial.number + 1,
+            budget,
+            value,
+            time.perf_counter() - started,
+            best_so_far,
+        )
+
+    study.optimize(objective, n_trials=budget, timeout=cap, callbacks=[report_progress])
     seconds = time.perf_counter() - started
     cap_hit = len(study.trials) < budget
     if cap_hit:
@@ -123,6 +138,7 @@ def tune_model_family(
     model = build(
         schema.numeric_features, schema.categorical_features, best["params"], seed, class_weight
     )
+    logger.info("%s: refitting the best parameters on %d train rows", family, len(y_all))
     model.fit(X_all, y_all)
     logger.info(
         "%s: CV ROC-AUC %.4f ± %.4f after %d trials in %.0f s on %d of %d train rows, params %s",
