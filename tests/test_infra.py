@@ -92,6 +92,32 @@ def test_cfn_lint_reports_no_errors():
     assert not result.returncode & 2, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    "egress, authorization, image",
+    [
+        ("NatGateway", "API_KEY", "v1"),
+        ("VpcEndpoints", "AWS_IAM", "v1"),
+        ("VpcEndpoints", "API_KEY", ""),
+        ("NatGateway", "AWS_IAM", ""),
+    ],
+)
+def test_cfn_lint_reports_no_errors_for_each_option(egress, authorization, image):
+    """The stack each choice of the options builds (cfn-lint resolves the conditions with
+    these parameter values): no NAT and IAM authorization included."""
+    parameters = [
+        "BucketName=churn-lint-bucket",
+        f"NetworkEgress={egress}",
+        f"ApiAuthorization={authorization}",
+        f"ImageTag={image}",
+    ]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(TEMPLATE), "--parameters", *parameters],
+        capture_output=True,
+        text=True,
+    )
+    assert not result.returncode & 2, result.stdout + result.stderr
+
+
 def test_template_is_parameterised_and_takes_no_password(template):
     parameters = template["Parameters"]
     assert {
@@ -715,3 +741,14 @@ def test_checkov_finds_nothing_that_is_not_suppressed_with_a_reason():
         if len((c.get("check_result", {}).get("suppress_comment") or "").split()) < 5
     ]
     assert not unexplained, f"suppressed without a reason: {unexplained}"
+
+
+def test_the_deploy_scripts_pass_shellcheck():
+    scripts = sorted(str(p) for p in (REPO / "infra").glob("*.sh"))
+    assert len(scripts) >= 2  # deploy.sh, wheelhouse.sh
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "shellcheck"), "--severity=style", *scripts],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
