@@ -76,14 +76,26 @@ def ingest(
     return report.load()
 
 
-def query(tmp_path: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "churn.db") as conn:
-        return conn.execute(sql).fetchall()
+def query(tmp_path: Path, sql: str, url: str | None = None) -> list[tuple]:
+    """Rows of ``sql`` on tmp_path's SQLite database, or on the database at ``url``."""
+    if url is None:
+        with sqlite3.connect(tmp_path / "churn.db") as conn:
+            return conn.execute(sql).fetchall()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
+    finally:
+        engine.dispose()
 
 
-def count(tmp_path: Path, table: str, source_file: str | None = None) -> int:
+def count(
+    tmp_path: Path, table: str, source_file: str | None = None, url: str | None = None
+) -> int:
     where = f" WHERE source_file = '{source_file}'" if source_file else ""
-    return query(tmp_path, f"SELECT COUNT(*) FROM {table}{where}")[0][0]
+    return query(tmp_path, f"SELECT COUNT(*) FROM {table}{where}", url)[0][0]
 
 
 # Every kind of bad file, as a real file, and what must become of it.
@@ -120,7 +132,9 @@ ROW_ERRORS = {  # a valid row 1, then the bad row(s): file -> {row_number: reaso
 }
 
 
-def test_every_bad_file_gets_its_documented_outcome_and_the_good_files_still_load(tmp_path):
+def check_bad_file_corpus(tmp_path: Path, url: str | None = None) -> None:
+    """Every file of FILE_ERRORS and ROW_ERRORS, and a good one, ingested in one run into
+    SQLite (``url`` None) or the database at ``url``: each gets its documented outcome."""
     raw = tmp_path / "raw"
     for stamp, (content, _) in FILE_ERRORS.items():
         snapshot(raw, stamp, content)
@@ -129,7 +143,7 @@ def test_every_bad_file_gets_its_documented_outcome_and_the_good_files_still_loa
     good = snapshot(raw, "2026-01-03_00-00-00", HEADER + good_rows(1, 20))
 
     with pytest.raises(IngestionError) as failure:
-        ingest(tmp_path)
+        ingest(tmp_path, url)
 
     report = failure.value.report
     errors = {e["source_file"]: e["error"] for e in report["errors"]}
@@ -139,24 +153,31 @@ def test_every_bad_file_gets_its_documented_outcome_and_the_good_files_still_loa
         assert problem in str(failure.value)
         # nothing of a broken file is written, not even its log row
         for table in ("policies_raw", "quarantine", "ingestion_log"):
-            assert count(tmp_path, table, f"raw/{name}") == 0
+            assert count(tmp_path, table, f"raw/{name}", url) == 0
     for stamp, (_, reasons) in ROW_ERRORS.items():
         source = f"raw/insurance_data_{stamp}.csv"
         quarantined = dict(
             query(
-                tmp_path, f"SELECT row_number, reason FROM quarantine WHERE source_file='{source}'"
+                tmp_path,
+                f"SELECT `row_number`, reason FROM quarantine WHERE source_file='{source}'",
+                url,
             )
         )
         assert set(quarantined) == set(reasons)
         for row, fragment in reasons.items():
             assert fragment in quarantined[row]
-        loaded = count(tmp_path, "policies_raw", source)
+        loaded = count(tmp_path, "policies_raw", source, url)
         assert query(
             tmp_path,
             f"SELECT rows_loaded, rows_rejected, status FROM ingestion_log "
             f"WHERE source_file='{source}'",
+            url,
         ) == [(loaded, len(reasons), "loaded")]
-    assert count(tmp_path, "policies_raw", f"raw/{good.name}") == 20
+    assert count(tmp_path, "policies_raw", f"raw/{good.name}", url) == 20
+
+
+def test_every_bad_file_gets_its_documented_outcome_and_the_good_files_still_load(tmp_path):
+    check_bad_file_corpus(tmp_path)
 
 
 def test_kedro_run_names_the_broken_file_and_exits_non_zero_after_loading_the_others(tmp_path):

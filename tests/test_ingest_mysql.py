@@ -180,3 +180,46 @@ def test_an_id_longer_than_the_maximum_is_quarantined_not_cut(tmp_path, fresh_my
         (2, "customer_id: 129 characters, longer than the maximum of 128"),
     ]
     assert query(fresh_mysql_url, "SELECT customer_id FROM policies_raw") == [(prefix,)]
+
+
+def test_every_bad_file_gets_the_same_outcome_on_mariadb_as_on_sqlite(tmp_path, fresh_mysql_url):
+    from test_ingest import check_bad_file_corpus
+
+    check_bad_file_corpus(tmp_path, fresh_mysql_url)
+
+
+def test_a_file_the_database_refuses_is_that_files_error_and_the_others_load(
+    tmp_path, fresh_mysql_url, caplog
+):
+    from churn_kedro.ingestion.run import IngestionError
+
+    snapshot(tmp_path / "raw", "2026-11-01_06-00-00", HEADER + good_rows(1, 5))
+    ingest(tmp_path, fresh_mysql_url)  # creates the tables
+    engine = sa.create_engine(fresh_mysql_url)
+    with engine.begin() as conn:  # the server itself refuses one customer's row
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON policies_raw FOR EACH ROW BEGIN "
+            "IF NEW.customer_id = '77' THEN SIGNAL SQLSTATE '45000' "
+            "SET MESSAGE_TEXT = 'refused by the test'; END IF; END"
+        )
+    engine.dispose()
+    refused = snapshot(tmp_path / "raw", "2026-11-02_06-00-00", HEADER + good_rows(70, 10))
+    snapshot(tmp_path / "raw", "2026-11-03_06-00-00", HEADER + good_rows(100, 10))
+
+    with pytest.raises(IngestionError) as failure:
+        ingest(tmp_path, fresh_mysql_url)
+
+    (error,) = failure.value.report["errors"]
+    assert error["source_file"] == f"raw/{refused.name}"
+    assert "the database refused it" in error["error"] and "refused by the test" in error["error"]
+    assert [r["source_file"] for r in failure.value.report["loaded"]] == [
+        "raw/insurance_data_2026-11-03_06-00-00.csv"
+    ]
+    counts = query(
+        fresh_mysql_url,
+        f"SELECT (SELECT COUNT(*) FROM policies_raw WHERE source_file = 'raw/{refused.name}'), "
+        f"(SELECT COUNT(*) FROM ingestion_log WHERE source_file = 'raw/{refused.name}')",
+    )
+    assert counts == [(0, 0)]  # nothing of it, so the next run tries it again
+    # no row values in the log: the refused file's premiums are 170.5 ... 179.5
+    assert not any(f"{100 + i}.5" in caplog.text for i in range(70, 80))
