@@ -75,6 +75,7 @@ class ModelRegistryDataset(AbstractDataset[RegistryEntry, dict[str, Any] | None]
     def save(self, data: RegistryEntry) -> None:
         from churn_kedro.export import build_serving_export  # build time: sklearn, CatBoost
 
+        logger.info("%s: building and checking its serving form", data.version)
         export = build_serving_export(data.model, data.card)
         if data.promote and not export.servable:
             reason = (
@@ -93,6 +94,7 @@ class ModelRegistryDataset(AbstractDataset[RegistryEntry, dict[str, Any] | None]
             },
         }
         registry = self.registry
+        logger.info("%s: registering it in %s", data.version, self._path)
         registry.register(data.version, data.model, card, files={**data.files, **export.files})
         registry.append_benchmarks(data.benchmarks)
         if data.promote:
