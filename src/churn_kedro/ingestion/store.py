@@ -140,28 +140,7 @@ class IngestionDatabase:
         started = _now()
         loaded = rejected = 0
         with self.engine.begin() as conn:
-            if replace:
-                for t in (table, quarantine, log):
-                    conn.execute(sa.delete(t).where(t.c.source_file == source_file))
-            # The log row goes first: a concurrent run for the same object blocks on its key,
-            # then fails on it instead of loading the rows a second time.
-            try:
-                conn.execute(
-                    log.insert().values(
-                        source_file=source_file,
-                        target_table=table.name,
-                        checksum="",
-                        size_bytes=0,
-                        rows_read=0,
-                        rows_loaded=0,
-                        rows_rejected=0,
-                        status="loading",
-                        started_at=started,
-                        finished_at=started,
-                    )
-                )
-            except sa.exc.IntegrityError:
-                raise AlreadyIngested(source_file) from None
+            claim_object(conn, table, log, quarantine, source_file, replace, started)
             counts = {"loaded": 0, "rejected": 0}
             reasons: Counter[str] = Counter()  # each broken rule, for a file rejected whole
 
@@ -330,6 +309,41 @@ class IngestionDatabase:
                 f"{source_file}: LOAD DATA loaded {loaded} of {rows} validated rows "
                 f"into {table.name} (a key already there?)"
             )
+
+
+def claim_object(
+    conn,
+    table: sa.Table,
+    log: sa.Table,
+    quarantine: sa.Table,
+    source_file: str,
+    replace: bool,
+    started,
+) -> None:
+    """The first step of an object's transaction (both engines): with ``replace`` its old
+    rows, quarantine and log row go; then its log row is written. The log row goes first:
+    a concurrent run for the same object blocks on its key, then fails on it instead of
+    loading the rows a second time (AlreadyIngested)."""
+    if replace:
+        for t in (table, quarantine, log):
+            conn.execute(sa.delete(t).where(t.c.source_file == source_file))
+    try:
+        conn.execute(
+            log.insert().values(
+                source_file=source_file,
+                target_table=table.name,
+                checksum="",
+                size_bytes=0,
+                rows_read=0,
+                rows_loaded=0,
+                rows_rejected=0,
+                status="loading",
+                started_at=started,
+                finished_at=started,
+            )
+        )
+    except sa.exc.IntegrityError:
+        raise AlreadyIngested(source_file) from None
 
 
 def _insert_quarantine(

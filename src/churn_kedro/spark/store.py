@@ -24,12 +24,12 @@ from pyspark.sql import DataFrame
 
 from churn_kedro import database
 from churn_kedro.ingestion.store import (
-    AlreadyIngested,
     IngestionDatabase,
     ObjectLoadError,
     _insert_quarantine,
     _now,
     _server_words,
+    claim_object,
 )
 from churn_kedro.schema import Schema, SnapshotError
 from churn_kedro.spark.validation import SparkValidation
@@ -123,26 +123,7 @@ class SparkIngestionDatabase(IngestionDatabase):
         logger.info("%s: %d rows staged, %d quarantined (JDBC)", source_file, loaded, rejected)
         columns = ", ".join(f"`{c}`" for c in validation.columns)
         with self.engine.begin() as conn:
-            if replace:
-                for t in (table, quarantine, log):
-                    conn.execute(sa.delete(t).where(t.c.source_file == source_file))
-            try:
-                conn.execute(
-                    log.insert().values(
-                        source_file=source_file,
-                        target_table=table.name,
-                        checksum="",
-                        size_bytes=0,
-                        rows_read=0,
-                        rows_loaded=0,
-                        rows_rejected=0,
-                        status="loading",
-                        started_at=started,
-                        finished_at=started,
-                    )
-                )
-            except sa.exc.IntegrityError:
-                raise AlreadyIngested(source_file) from None
+            claim_object(conn, table, log, quarantine, source_file, replace, started)
             now = _now()
             moved = conn.exec_driver_sql(
                 f"INSERT INTO `{table.name}` ({columns}, `source_file`, `ingested_at`) "
