@@ -28,6 +28,7 @@ STAR_ONLY_ACTIONS = {
     "ec2:DescribeVpcEndpoints",
     "ec2:DescribeRouteTables",
     "ec2:DescribeVpcAttribute",
+    "cloudwatch:PutMetricData",  # limited by its namespace condition instead
 }
 
 
@@ -194,7 +195,7 @@ def glue_jobs(template: dict) -> dict[str, dict]:
 
 def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(template):
     jobs = glue_jobs(template)
-    assert len(jobs) == 4
+    assert len(jobs) == 5
     prefix = template["Mappings"]["Project"]["Names"]["ArtifactsPrefix"]
     missing = []
     for name, job in jobs.items():
@@ -206,9 +207,9 @@ def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(tem
             missing.append(f"glue_wrappers/{match.group(1)} ({name})")
         modules = job["DefaultArguments"]["--additional-python-modules"]
         assert re.fullmatch(rf"s3://{BUCKET}/{prefix}/churn_kedro-[^/]+\.gluewheels\.zip", modules)
-        # only ingestion (and the user bootstrap) talk to the database: only they run in the
-        # VPC and read a database secret
-        reads_database = name.startswith(("Ingest", "Bootstrap"))
+        # only ingestion, monitoring (and the user bootstrap) talk to the database: only they
+        # run in the VPC and read a database secret
+        reads_database = name.startswith(("Ingest", "Monitor", "Bootstrap"))
         assert ("Connections" in job) == reads_database, name
         assert ("--db-secret-id" in job["DefaultArguments"]) == reads_database, name
     if missing:
@@ -264,6 +265,8 @@ def test_triggers_start_the_right_jobs(template):
         ("EVENT", ("IngestProcessedJob",), "IngestProcessedWorkflow"),
         ("SCHEDULED", ("RetrainJob",), None),
         ("SCHEDULED", ("IngestRawJob", "IngestProcessedJob"), None),  # the sweep
+        ("CONDITIONAL", ("MonitorJob",), "IngestRawWorkflow"),
+        ("EVENT", ("RetrainJob",), "RetrainWorkflow"),
     }
     schedules = {t["Schedule"]["Ref"]: t for t in triggers.values() if t["Type"] == "SCHEDULED"}
     assert set(schedules) == {"RetrainSchedule", "IngestSweepSchedule"}
@@ -275,6 +278,8 @@ def rule_targets(template: dict) -> dict[str, tuple[dict, str]]:
     out = {}
     for rule in resources(template, "AWS::Events::Rule").values():
         props = rule["Properties"]
+        if props["EventPattern"]["source"] != ["aws.s3"]:
+            continue  # the monitoring verdict rule: test_a_retrain_verdict_...
         pattern = resolve(props["EventPattern"], template, {"BucketName": BUCKET})
         (prefix,) = [k["prefix"] for k in pattern["detail"]["object"]["key"]]
         (target,) = props["Targets"]
@@ -420,6 +425,12 @@ def test_s3_access_is_scoped_to_the_prefixes_each_role_needs(template):
         "glue/tmp",
     }
     assert granted["GlueBootstrapRole"] == {"glue/tmp"}
+    # monitoring writes only its verdict in the registry and its own reports
+    assert granted["GlueMonitorRole"] == {
+        "registry/monitoring",
+        "reporting/monitoring_",
+        "glue/tmp",
+    }
     assert "ServingRole" not in granted  # serving only reads the registry
 
 
@@ -528,13 +539,16 @@ def test_event_rule_targets_retry_then_dead_letter(template):
     (policy,) = resources(template, "AWS::SQS::QueuePolicy").values()
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     senders = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    targets = 0
     for name, rule in resources(template, "AWS::Events::Rule").items():
-        (target,) = rule["Properties"]["Targets"]
-        retry = target["RetryPolicy"]
-        assert retry["MaximumRetryAttempts"] > 0 and retry["MaximumEventAgeInSeconds"] >= 3600
-        queue = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
-        assert queue in queues
-        assert {"Fn::GetAtt": [name, "Arn"]} in senders, f"{name} may not send to {queue}"
+        for target in rule["Properties"]["Targets"]:
+            targets += 1
+            retry = target["RetryPolicy"]
+            assert retry["MaximumRetryAttempts"] > 0 and retry["MaximumEventAgeInSeconds"] >= 3600
+            queue = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+            assert queue in queues
+            assert {"Fn::GetAtt": [name, "Arn"]} in senders, f"{name} may not send to {queue}"
+    assert targets == 4  # two ingestion workflows; the retrain workflow and the verdicts topic
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
 
@@ -567,7 +581,7 @@ def test_without_a_nat_gateway_the_jobs_reach_aws_through_interface_endpoints(te
         for r in resources(template, "AWS::EC2::VPCEndpoint").values()
         if r["Properties"]["VpcEndpointType"] == "Interface"
     }
-    assert set(endpoints) == {"secretsmanager", "logs", "glue"}
+    assert set(endpoints) == {"secretsmanager", "logs", "glue", "monitoring", "events"}
     for endpoint in endpoints.values():
         props = endpoint["Properties"]
         assert endpoint["Condition"] == "UseVpcEndpoints" and props["PrivateDnsEnabled"] is True
@@ -752,3 +766,92 @@ def test_the_deploy_scripts_pass_shellcheck():
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def monitor_catalog() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "conf" / "aws" / "catalog_monitor.yml").read_text())[
+        "monitoring_events"
+    ]
+
+
+def test_the_monitor_runs_after_each_successful_raw_ingestion_of_the_workflow(template):
+    res = template["Resources"]
+    (trigger,) = [
+        t["Properties"]
+        for t in resources(template, "AWS::Glue::Trigger").values()
+        if t["Properties"]["Type"] == "CONDITIONAL"
+    ]
+    assert trigger["WorkflowName"] == {"Ref": "IngestRawWorkflow"}
+    assert trigger["StartOnCreation"] is True
+    assert trigger["Predicate"]["Conditions"] == [
+        {"LogicalOperator": "EQUALS", "JobName": {"Ref": "IngestRawJob"}, "State": "SUCCEEDED"}
+    ]
+    assert trigger["Actions"] == [{"JobName": {"Ref": "MonitorJob"}}]
+    script = res["MonitorJob"]["Properties"]["Command"]["ScriptLocation"]["Fn::Sub"][0]
+    assert script.endswith("/scripts/monitor.py")
+
+
+def test_a_retrain_verdict_starts_the_retraining_and_notifies_the_topic(template):
+    """The rule matches exactly the event VerdictEventsDataset publishes with the source of
+    conf/aws/catalog_monitor.yml and verdict retrain; it notifies the retrain workflow
+    (EventBridge starts Glue workflows, not jobs), whose trigger runs RetrainJob, and the
+    SNS topic, whose policy lets only this rule publish."""
+    monitoring = importlib.import_module("churn_kedro.datasets.monitoring_dataset")
+    res = template["Resources"]
+    (name,) = [
+        n
+        for n, r in resources(template, "AWS::Events::Rule").items()
+        if r["Properties"]["EventPattern"]["source"] != ["aws.s3"]
+    ]
+    props = res[name]["Properties"]
+    assert props["EventPattern"] == {
+        "source": [monitor_catalog()["source"]],
+        "detail-type": [monitoring.VerdictEventsDataset.DETAIL_TYPE],
+        "detail": {"verdict": ["retrain"]},
+    }
+    assert "retrain" in monitoring.VERDICT_VALUES
+    targets = {t["Id"]: t for t in props["Targets"]}
+    assert set(targets) == {"retrain-workflow", "verdict-topic"}
+    workflow = re.search(r"workflow/\$\{(\w+)\}", targets["retrain-workflow"]["Arn"]["Fn::Sub"])
+    assert workflow.group(1) == "RetrainWorkflow"
+    (start,) = [
+        t["Properties"]
+        for t in resources(template, "AWS::Glue::Trigger").values()
+        if t["Properties"].get("WorkflowName") == {"Ref": "RetrainWorkflow"}
+    ]
+    assert start["Type"] == "EVENT" and start["Actions"] == [{"JobName": {"Ref": "RetrainJob"}}]
+    role = targets["retrain-workflow"]["RoleArn"]["Fn::GetAtt"][0]
+    arn = "arn:aws:glue:eu-west-1:123456789012:workflow/${RetrainWorkflow}"
+    assert any(
+        "glue:notifyEvent" in actions and arn in listed
+        for actions, listed in role_grants(template, role)
+    ), f"{role} may not start the retrain workflow"
+    assert targets["verdict-topic"]["Arn"] == {"Ref": "VerdictTopic"}
+    assert res["VerdictTopic"]["Type"] == "AWS::SNS::Topic"
+    (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sns:Publish"
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": [name, "Arn"]}
+
+
+def test_the_monitor_role_may_publish_only_the_verdict_metric_and_event(template):
+    catalog = monitor_catalog()
+    statements = {s["Sid"]: s for role, s in iam_statements(template) if role == "GlueMonitorRole"}
+    metric = statements["PutVerdictMetric"]
+    assert metric["Action"] == "cloudwatch:PutMetricData"
+    assert metric["Condition"] == {"StringEquals": {"cloudwatch:namespace": catalog["namespace"]}}
+    event = statements["PutVerdictEvent"]
+    assert event["Action"] == "events:PutEvents"
+    (bus,) = resolve([event["Resource"]], template, {"BucketName": BUCKET})
+    assert bus == f"arn:aws:events:eu-west-1:123456789012:event-bus/{catalog['event_bus']}"
+    # nobody else may put the metric: the star resource is held by its namespace condition
+    for role, statement in iam_statements(template):
+        actions = statement.get("Action")
+        actions = actions if isinstance(actions, list) else [actions]
+        if "cloudwatch:PutMetricData" in actions:
+            assert role == "GlueMonitorRole" and "Condition" in statement
+    res = template["Resources"]["MonitorJob"]["Properties"]
+    assert res["Role"] == {"Fn::GetAtt": ["GlueMonitorRole", "Arn"]}
