@@ -138,7 +138,6 @@ class IngestionDatabase:
 
     def _load_object(self, table, log, quarantine, source_file, chunks, finish, replace):
         started = _now()
-        loaded = rejected = 0
         with self.engine.begin() as conn:
             claim_object(conn, table, log, quarantine, source_file, replace, started)
             counts = {"loaded": 0, "rejected": 0}
@@ -202,25 +201,7 @@ class IngestionDatabase:
                     f"reasons: {_top_reasons(reasons)}. Fix the file or the schema "
                     "parameters, then run again",
                 )
-            fields = finish()
-            conn.execute(
-                log.update()
-                .where(log.c.source_file == source_file)
-                .values(
-                    rows_loaded=loaded,
-                    rows_rejected=rejected,
-                    finished_at=_now(),
-                    status="replaced" if replace else "loaded",
-                    **fields,
-                )
-            )
-        return {
-            "source_file": source_file,
-            "rows_loaded": loaded,
-            "rows_rejected": rejected,
-            "status": "replaced" if replace else "loaded",
-            **fields,
-        }
+            return complete_object(conn, log, source_file, loaded, rejected, replace, finish())
 
     def replace_scores(
         self, source_file: str, model_version: str, scores: pd.DataFrame, rejected: pd.DataFrame
@@ -344,6 +325,24 @@ def claim_object(
         )
     except sa.exc.IntegrityError:
         raise AlreadyIngested(source_file) from None
+
+
+def complete_object(
+    conn, log: sa.Table, source_file: str, loaded: int, rejected: int, replace: bool, fields: dict
+) -> dict[str, Any]:
+    """The last step of an object's transaction (both engines): its log row gets the
+    counts and the fields known only at the end (checksum, rows_read, ...); returns the
+    object's entry of the run's report."""
+    result = {
+        "rows_loaded": loaded,
+        "rows_rejected": rejected,
+        "status": "replaced" if replace else "loaded",
+        **fields,
+    }
+    conn.execute(
+        log.update().where(log.c.source_file == source_file).values(finished_at=_now(), **result)
+    )
+    return {"source_file": source_file, **result}
 
 
 def _insert_quarantine(

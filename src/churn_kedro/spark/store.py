@@ -30,6 +30,7 @@ from churn_kedro.ingestion.store import (
     _now,
     _server_words,
     claim_object,
+    complete_object,
 )
 from churn_kedro.schema import Schema, SnapshotError
 from churn_kedro.spark.validation import SparkValidation
@@ -140,25 +141,7 @@ class SparkIngestionDatabase(IngestionDatabase):
                 f"FROM `{bad}`",
                 (source_file, now),
             )
-            fields = finish()
-            conn.execute(
-                log.update()
-                .where(log.c.source_file == source_file)
-                .values(
-                    rows_loaded=loaded,
-                    rows_rejected=rejected,
-                    finished_at=_now(),
-                    status="replaced" if replace else "loaded",
-                    **fields,
-                )
-            )
-        return {
-            "source_file": source_file,
-            "rows_loaded": loaded,
-            "rows_rejected": rejected,
-            "status": "replaced" if replace else "loaded",
-            **fields,
-        }
+            return complete_object(conn, log, source_file, loaded, rejected, replace, finish())
 
     def replace_scores(self, source_file, model_version, scores, rejected) -> None:
         """One batch of ``churn_scores`` in one transaction, as the pandas store's; the
