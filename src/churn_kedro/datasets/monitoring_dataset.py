@@ -12,11 +12,11 @@ from kedro.io import AbstractDataset
 
 from churn_kedro import database
 from churn_kedro.datasets.ingestion_database_dataset import IngestionDatabaseDataset
+from churn_kedro.datasets.model_registry_dataset import ModelRegistryDataset
 from churn_kedro.monitoring.profile import load_profile, write_latest_verdict
-from churn_kedro.registry import ModelRegistry
 
 
-class ChampionMonitoringDataset(AbstractDataset[dict[str, Any], dict[str, Any] | None]):
+class ChampionMonitoringDataset(ModelRegistryDataset):
     """``load()``: ``{"version", "card", "promoted_at", "profile"}`` of the champion
     (``profile`` None for a version registered before profiles existed), or None when
     nothing has been promoted. ``save(verdict)`` writes ``monitoring/latest.json`` in the
@@ -29,21 +29,6 @@ class ChampionMonitoringDataset(AbstractDataset[dict[str, Any], dict[str, Any] |
           path: s3://my-bucket/registry
           credentials: aws   # optional, passed to fsspec
     """
-
-    def __init__(
-        self,
-        path: str,
-        credentials: dict[str, Any] | None = None,
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ):
-        self._path = path
-        self._storage_options = {**(credentials or {}), **(fs_args or {})}
-        self.metadata = metadata
-
-    @property
-    def registry(self) -> ModelRegistry:
-        return ModelRegistry(self._path, self._storage_options)
 
     def load(self) -> dict[str, Any] | None:
         registry = self.registry

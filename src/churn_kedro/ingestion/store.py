@@ -10,13 +10,14 @@ does the same for one batch of ``churn_scores``. Kedro reaches it through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,13 +129,8 @@ class IngestionDatabase:
         table = self.table(table_name)
         log = self.table(database.INGESTION_LOG)
         quarantine = self.table(database.QUARANTINE)
-        try:
+        with refused_as_object_error(source_file):
             return self._load_object(table, log, quarantine, source_file, chunks, finish, replace)
-        except sa.exc.DBAPIError as exc:
-            # The statement's parameters (customer rows) stay out of the message.
-            raise ObjectLoadError(
-                f"{source_file}: the database refused it: {_server_words(exc)}"
-            ) from None
 
     def _load_object(self, table, log, quarantine, source_file, chunks, finish, replace):
         started = _now()
@@ -290,6 +286,18 @@ class IngestionDatabase:
                 f"{source_file}: LOAD DATA loaded {loaded} of {rows} validated rows "
                 f"into {table.name} (a key already there?)"
             )
+
+
+@contextlib.contextmanager
+def refused_as_object_error(source_file: str) -> Iterator[None]:
+    """A database error inside an object's load becomes that object's ObjectLoadError,
+    with the server's words only: the statement's parameters (customer rows) stay out."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        raise ObjectLoadError(
+            f"{source_file}: the database refused it: {_server_words(exc)}"
+        ) from None
 
 
 def claim_object(

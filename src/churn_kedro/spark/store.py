@@ -28,9 +28,9 @@ from churn_kedro.ingestion.store import (
     ObjectLoadError,
     _insert_quarantine,
     _now,
-    _server_words,
     claim_object,
     complete_object,
+    refused_as_object_error,
 )
 from churn_kedro.schema import Schema, SnapshotError
 from churn_kedro.spark.validation import SparkValidation
@@ -96,11 +96,10 @@ class SparkIngestionDatabase(IngestionDatabase):
                     chunks.release()
         rows, bad = staging_name("rows", source_file), staging_name("bad", source_file)
         try:
-            return self._load_staged(table_name, source_file, chunks, finish, replace, rows, bad)
-        except sa.exc.DBAPIError as exc:
-            raise ObjectLoadError(
-                f"{source_file}: the database refused it: {_server_words(exc)}"
-            ) from None
+            with refused_as_object_error(source_file):
+                return self._load_staged(
+                    table_name, source_file, chunks, finish, replace, rows, bad
+                )
         finally:
             chunks.release()
             self.drop(rows, bad)
