@@ -73,8 +73,8 @@ def test_first_run_promotes_second_keeps_the_equivalent_champion(twice):
     assert challengers["version"].tolist() == versions
     # every family has a row per run, and the champion a row in the second run
     assert sorted(benchmarks["model"].unique()) == [
-        "catboost",
         "champion",
+        "hist_gradient_boosting",
         "logistic_regression",
         "random_forest",
     ]
@@ -144,7 +144,12 @@ def test_run_outputs(twice):
         assert (project / f"data/08_reporting/{plot}.png").stat().st_size > 10_000
     report = json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
     assert report["decision"]["promote"] is False and "roc_auc_delta" in report["decision"]
-    assert set(report["models"]) == {"logistic_regression", "random_forest", "catboost", "champion"}
+    assert set(report["models"]) == {
+        "logistic_regression",
+        "random_forest",
+        "hist_gradient_boosting",
+        "champion",
+    }
     assert all("brier" in m and "roc_auc_ci" in m for m in report["models"].values())
 
     champion, versions, _ = registry_state(project)
@@ -194,17 +199,22 @@ def test_champion_that_cannot_score_counts_as_absent(twice, tmp_path):
     assert champion["history"][0]["version"] == old_champion
 
 
-@pytest.mark.parametrize("family", ["logistic_regression", "random_forest", "catboost"])
+FAMILIES = {"logistic_regression", "random_forest", "hist_gradient_boosting", "catboost"}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_a_disabled_family_is_left_out(tmp_path, family):
+    """The optional CatBoost family switched on, one family switched off."""
     project = make_project(tmp_path)
     generate(project, "--rows", "1500", "--seed", "3", "--timestamp", STAMP)
-    params = f"{FAST_RETRAIN},data_science.families.{family}.enabled=false"
+    params = (
+        f"{FAST_RETRAIN},data_science.families.catboost.enabled=true,"
+        f"data_science.families.{family}.enabled=false"
+    )
     run(project, "kedro", "run", "--pipelines", "retrain", "--params", params)
     champion, versions, benchmarks = registry_state(project)
     assert len(versions) == 1
-    assert sorted(benchmarks["model"]) == sorted(
-        {"logistic_regression", "random_forest", "catboost"} - {family}
-    )
+    assert sorted(benchmarks["model"]) == sorted(FAMILIES - {family})
 
 
 def test_a_champion_of_another_holdout_split_counts_as_absent(twice, tmp_path):

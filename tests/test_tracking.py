@@ -46,7 +46,7 @@ def test_a_retrain_with_tracking_on_is_one_mlflow_run_with_metrics_and_artifacts
     assert run.data.metrics[f"{family}.holdout_roc_auc"] == pytest.approx(
         card["metrics"]["roc_auc"]
     )
-    for name in ("logistic_regression", "random_forest", "catboost"):
+    for name in ("logistic_regression", "random_forest", "hist_gradient_boosting"):
         assert {f"{name}.cv_roc_auc", f"{name}.holdout_brier"} <= set(run.data.metrics)
     assert run.data.params["data_science.cv_folds"] == "3"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

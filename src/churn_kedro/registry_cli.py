@@ -123,7 +123,7 @@ def _last_run(runs) -> list[str]:
             if value == value  # rows written before these columns existed have NaN
         )
         lines.append(
-            f"  {row.model:<20} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}{scores}  "
+            f"  {row.model:<22} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}{scores}  "
             f"{row.decision}"
         )
     challenger = last[last["role"] == "challenger"]
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 mark = "*" if version == current else " "
                 with _fields_of(_card_name(registry, version)):
                     print(
-                        f"{mark} {version}  {card['family']:<20} "
+                        f"{mark} {version}  {card['family']:<22} "
                         f"holdout ROC-AUC {card['metrics']['roc_auc']:.4f}  {card['created_at']}"
                     )
         elif args.command == "show":
