@@ -69,6 +69,7 @@ class SparkIngestionDatabase(IngestionDatabase):
         }
         if url.password:
             options["password"] = url.password
+        options.update(database.jdbc_tls_options(url))  # the engine's TLS (RDS requires it)
         return options
 
     def stage(self, frame: DataFrame, table: str) -> None:
