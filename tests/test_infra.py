@@ -713,7 +713,7 @@ def test_the_glue_zip_of_wheels_is_the_pinned_closure_and_resolves_offline_for_g
         assert any(fits), f"{name}: no tag for CPython 3.11 on glibc 2.34 x86_64"
         if dist != "churn-kedro":
             assert pins.get(dist) == str(version), f"{name}: not the pinned {pins.get(dist)}"
-    assert {"numpy", "pandas", "pyarrow", "catboost", "pymysql", "cryptography"} <= set(wheels)
+    assert {"numpy", "pandas", "pyarrow", "scikit-learn", "pymysql", "cryptography"} <= set(wheels)
     # the Spark jobs' set: the same wheels without Glue's own pandas, numpy and pyarrow
     spark = sorted(p.name for p in (tmp_path / "spark").iterdir())
     assert spark == [
