@@ -202,14 +202,17 @@ def test_jdbc_staging_loads_the_same_rows_exactly_once_and_a_failure_leaves_noth
             spark_ingest(spark_dir, url=scratch_mysql)
     for t in ("policies_raw", "quarantine", "ingestion_log"):
         assert mysql_rows(scratch_mysql, f"SELECT COUNT(*) FROM {t}") == [(0,)]
-    # the staging tables of the dead run are there; the rerun loads the object whole
-    tables = [name for (name,) in mysql_rows(scratch_mysql, "SHOW TABLES")]
-    assert [t.split("_insurance")[0] for t in tables if t.startswith("stage_")] == [
-        "stage_bad",
-        "stage_rows",
-    ]
+
+    # the staging tables of the dead run are there; the rerun drops them and loads the
+    # object whole
+    def staging() -> list[str]:
+        tables = [name for (name,) in mysql_rows(scratch_mysql, "SHOW TABLES")]
+        return [t.split("_insurance")[0] for t in tables if t.startswith("stage_")]
+
+    assert staging() == ["stage_bad", "stage_rows"]
 
     spark_ingest(spark_dir, url=scratch_mysql)
+    assert staging() == []
     second = spark_ingest(spark_dir, url=scratch_mysql)  # a duplicate delivery
     assert second["skipped"] == ["raw/insurance_data_2026-11-01_06-00-00.csv"]
 
@@ -267,3 +270,33 @@ def test_data_processing_on_spark_gives_the_pandas_split_and_quarantine(tmp_path
     valid, _, report = validate_snapshot(raw, info, SCHEMA, {**params, "spark_max_rows": 40})
     assert report["sampled"] and report["rows_used"] == len(valid) and 20 <= len(valid) <= 60
     assert set(valid["churn"]) == {0, 1}
+
+
+@pytest.mark.mysql
+def test_a_batch_of_spark_scores_replaces_the_previous_one_through_jdbc_staging(
+    spark, scratch_mysql
+):
+    from datetime import datetime
+
+    from churn_kedro.database import create_engine
+    from churn_kedro.spark.store import SparkIngestionDatabase
+
+    db = SparkIngestionDatabase(create_engine(scratch_mysql))
+    scored_at = datetime(2026, 11, 1, 6)
+    scores = spark.createDataFrame(
+        [("v1", "raw/a.csv", str(i), i / 10, i >= 5, scored_at) for i in range(10)],
+        "model_version string, source_file string, customer_id string, "
+        "churn_probability double, churn boolean, scored_at timestamp",
+    )
+    rejected = pd.DataFrame({"row_number": [11], "reason": ["age: missing"], "record": ["{}"]})
+
+    db.replace_scores("raw/a.csv", "v1", scores, rejected)
+    db.replace_scores("raw/a.csv", "v1", scores.filter("customer_id < '3'"), rejected)
+
+    assert mysql_rows(scratch_mysql, "SELECT customer_id, churn FROM churn_scores") == [
+        ("0", 0),
+        ("1", 0),
+        ("2", 0),
+    ]
+    assert mysql_rows(scratch_mysql, "SELECT `row_number` FROM quarantine") == [(11,)]
+    assert [t for (t,) in mysql_rows(scratch_mysql, "SHOW TABLES") if t.startswith("stage_")] == []
