@@ -76,7 +76,7 @@ def spark_ingest(tmp_path: Path, url: str | None = None, **params) -> dict:
 
 
 # Bad rows, exact repeats, conflicting and padded ids, pandas' missing words (NA, null),
-# quoted cells, a short row, a blank line.
+# quoted cells (some with line breaks), a short row, a blank line.
 FIXTURE = (
     HEADER
     + good_rows(1, 30)
@@ -92,6 +92,8 @@ FIXTURE = (
     + ",42,121.0,auto,0,1\n"  # no id
     + '36,43,122.5,"home",1,"1"\n'
     + "5,35,105.5,home,1,1\n"  # repeats row 5 again
+    + '37,44,"123\n.5",auto,0,1\n'  # a line break in a quoted cell: not a number
+    + '"38\nb",45,124.5,"life",2,0\n'  # and in an id: a valid row, the next record
 )
 
 
@@ -114,7 +116,7 @@ def test_one_file_through_both_engines_gives_the_same_rows_quarantine_and_reason
     assert table(spark_dir / "churn.db", f"SELECT {columns} FROM policies_raw") == rows
     bad = "SELECT source_file, row_number, reason, record FROM quarantine"
     quarantined = table(pandas_dir / "churn.db", bad)
-    assert [r[1] for r in quarantined] == [5, 7, 8, 31, 32, 33, 34, 35, 37, 38, 39, 41]
+    assert [r[1] for r in quarantined] == [5, 7, 8, 31, 32, 33, 34, 35, 37, 38, 39, 41, 42]
     assert table(spark_dir / "churn.db", bad) == quarantined
     log = "SELECT source_file, checksum, size_bytes, rows_read, rows_loaded, rows_rejected, status FROM ingestion_log"
     assert table(spark_dir / "churn.db", log) == table(pandas_dir / "churn.db", log)
@@ -223,7 +225,7 @@ def test_jdbc_staging_loads_the_same_rows_exactly_once_and_a_failure_leaves_noth
     bad = "SELECT `row_number`, reason, record FROM quarantine"
     assert mysql_rows(scratch_mysql, bad) == table(pandas_dir / "churn.db", bad)
     assert mysql_rows(scratch_mysql, "SELECT rows_loaded, rows_rejected FROM ingestion_log") == [
-        (29, 12)
+        (30, 13)
     ]
 
 
@@ -262,7 +264,7 @@ def test_data_processing_on_spark_gives_the_pandas_split_and_quarantine(tmp_path
     pd.testing.assert_frame_equal(
         spark_quarantine[list(quarantine.columns)], quarantine, check_dtype=False
     )
-    assert spark_report == {**report, "rows_valid_total": 89, "rows_used": 89, "sampled": False}
+    assert spark_report == {**report, "rows_valid_total": 90, "rows_used": 90, "sampled": False}
 
     # above the row limit: a sample of about that size, stratified by the target, and said so
     objects = SparkSnapshotObjectsDataset(path=str(tmp_path / "raw"), key_prefix="raw").load()
