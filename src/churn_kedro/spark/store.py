@@ -4,8 +4,8 @@ object, as :class:`churn_kedro.ingestion.store.IngestionDatabase`.
 On MySQL the executors write an object's good and rejected rows through JDBC into two
 staging tables named after the object; then one transaction on the driver moves them
 into the target table and ``quarantine`` together with the ``ingestion_log`` row. A job
-killed before that commit leaves nothing of the object in the tables (a staging table at
-most, replaced by the rerun), and the rerun loads it whole. On SQLite (the local
+killed before that commit leaves nothing of the object in the tables (its staging tables
+at most, dropped by the next run), and the rerun loads it whole. On SQLite (the local
 default) the rows come to the driver a partition at a time and go through the pandas
 store's own transaction.
 
