@@ -4,13 +4,20 @@ ingestion into MariaDB and batch scoring, rows/s and peak memory, Spark with 1 a
     python benchmarks/bench_spark.py                    # 1,000,000 rows
     python benchmarks/bench_spark.py --rows 10000000    # another size
     python benchmarks/bench_spark.py --quick            # 50,000 rows, a smoke run
+    python benchmarks/bench_spark.py --read-only        # the reader: multiLine vs splits
+    python benchmarks/bench_spark.py --rows 10000000 --only ingest   # pandas vs local[2]
 
-Each measurement runs in a fresh process. Memory: the peak RSS of the Python driver
-(``driver``) and the peak of its whole process tree, sampled every 0.2 s (``tree``: the
-JVM and Spark's Python workers too). Ingestion writes into a scratch database on the
-MariaDB at 127.0.0.1:3306 (--mysql to change it), dropped afterwards; scoring computes
-every score (churn_kedro.inference.predict over the file) without writing them. The
-Spark engine needs the JDBC driver of libmariadb-java. Run on an otherwise idle machine.
+Each measurement runs in a fresh process. Memory, peak RSS: the Python driver
+(``driver``, the process's own high-water mark), the JVM (``jvm``) and Spark's Python
+workers together (``workers``), sampled every 0.2 s. Ingestion writes into a scratch
+database on the MariaDB at 127.0.0.1:3306 (--mysql to change it), dropped afterwards;
+scoring computes every score (churn_kedro.inference.predict over the file) without
+writing them. Also measured: Spark's read of the file (the row numbering, one task a
+file: serial) and the server's INSERT ... SELECT of the loaded rows (the object's one
+transaction: serial too). From these the last lines project a Glue job's time for
+--project-rows rows on N G.1X workers; the assumptions are printed with it. The Spark
+engine needs the JDBC driver of libmariadb-java. The load average is printed before and
+after: the figures mean little on a busy machine.
 """
 
 from __future__ import annotations
@@ -33,17 +40,27 @@ task, engine, cores, folder, url, registry = sys.argv[1:7]
 sys.path.insert(0, os.path.join(sys.argv[7], "tests"))
 conf = os.path.join(sys.argv[7], "conf")
 schema = yaml.safe_load(open(os.path.join(conf, "base", "parameters.yml")))["schema"]
-peak = [0]
+peak = {"jvm": 0, "workers": 0}
 def sample():
     me = psutil.Process()
     while True:
-        try:
-            rss = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
-        except psutil.Error:
-            continue
-        peak[0] = max(peak[0], rss)
+        jvm = workers = 0
+        for child in me.children(recursive=True):
+            try:
+                if child.name() == "java":
+                    jvm += child.memory_info().rss
+                elif child.name().startswith("python"):
+                    workers += child.memory_info().rss
+            except psutil.Error:
+                pass
+        peak["jvm"], peak["workers"] = max(peak["jvm"], jvm), max(peak["workers"], workers)
         time.sleep(0.2)
 threading.Thread(target=sample, daemon=True).start()
+if engine == "spark-split":  # the reader without multiLine (split reads), for --read-only
+    from pyspark.sql.readwriter import DataFrameReader
+    csv = DataFrameReader.csv
+    DataFrameReader.csv = lambda self, path, **options: csv(self, path, **{**options, "multiLine": False})
+    engine = "spark"
 if engine == "spark":
     from churn_kedro.spark.session import session
     settings = yaml.safe_load(open(os.path.join(conf, "spark", "spark.yml")))
@@ -55,7 +72,13 @@ else:
     from churn_kedro.datasets import IngestionDatabaseDataset as Database
 objects = Objects(path=folder, key_prefix="raw").load()
 t0 = time.perf_counter()
-if task == "ingest":
+if task == "read":  # the Spark reader's numbering pass alone: one task a file
+    from churn_kedro.spark.session import session
+    from churn_kedro.spark.validation import read_snapshot
+    read_snapshot(session(), next(iter(objects.values())))  # warm: the JVM's first job
+    t0 = time.perf_counter()
+    _, rows = read_snapshot(session(), next(iter(objects.values())))
+elif task == "ingest":
     from churn_kedro.pipelines.ingest_raw.nodes import ingest_raw_objects
     report = ingest_raw_objects(objects, Database(credentials={"con": url}).load(), schema,
                                 {"chunk_rows": 100000}, False)
@@ -72,7 +95,7 @@ else:
 seconds = time.perf_counter() - t0
 print(json.dumps({"rows": rows, "seconds": seconds,
                   "driver_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "tree_mb": peak[0] / 2**20}))
+                  "jvm_mb": peak["jvm"] / 2**20, "workers_mb": peak["workers"] / 2**20}))
 """
 
 
@@ -110,11 +133,66 @@ def scratch(server: str):
     return engine, name, sa.make_url(server).set(database=name).render_as_string(False)
 
 
+def server_move(engine, name: str) -> float:
+    """Rows/s of the server's INSERT ... SELECT of the loaded rows into a copy (the move
+    of an object's staged rows in its one transaction)."""
+    import time
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE `{name}`.copy LIKE `{name}`.policies_raw")
+        started = time.perf_counter()
+        moved = conn.exec_driver_sql(
+            f"INSERT INTO `{name}`.copy SELECT * FROM `{name}`.policies_raw"
+        ).rowcount
+        return moved / (time.perf_counter() - started)
+
+
+def load_average() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def project(rows: int, rates: dict, read_rate: float, move_rate: float) -> None:
+    """A Glue job's time for ``rows`` rows on N G.1X workers (4 vCPU each), from the
+    per-core rates measured here."""
+    print(
+        f"\nProjection for {rows:,} rows in one file on Glue, N G.1X workers (4 vCPU each). "
+        "Assumptions: one worker is the driver, so 4 x (N - 1) executor cores; a Glue vCPU "
+        "does what one core does here (local[1]); the cores add up with the efficiency "
+        "measured from 1 to 2 cores here (capped at 1); the file's read (the numbering "
+        "pass, one task a file) and, for ingestion, the database's one INSERT ... SELECT "
+        "do not scale; each rate includes its run's fixed cost (jobs, Python workers), so "
+        "the figures lean pessimistic; Glue's own start (about a minute) and S3 reads are "
+        "not counted."
+    )
+    print(f"{'N':>4}" + "".join(f"{task + ' (min)':>16}" for task in rates))
+    for workers in (2, 3, 5, 10, 20, 50):
+        cells = []
+        for task, (one_core, two_cores) in rates.items():
+            efficiency = min(1.0, two_cores / one_core / 2)
+            seconds = rows / read_rate + rows / (one_core * 4 * (workers - 1) * efficiency)
+            if task == "ingest":
+                seconds += rows / move_rate
+            cells.append(f"{seconds / 60:>16.1f}")
+        print(f"{workers:>4}" + "".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="50,000 rows")
     parser.add_argument("--mysql", default="mysql+pymysql://root@127.0.0.1:3306")
+    parser.add_argument("--project-rows", type=int, default=100_000_000)
+    parser.add_argument(
+        "--only",
+        choices=("ingest", "score"),
+        help="one task, pandas and Spark local[2] only (no projection): a size too large "
+        "for the whole set",
+    )
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        help="only Spark's read (the numbering pass), with multiLine and with split reads",
+    )
     args = parser.parse_args(argv)
     rows = 50_000 if args.quick else args.rows
     sys.path.insert(0, str(REPO / "tests"))
@@ -122,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from churn_kedro.generate import write_snapshot
 
+    print(load_average(), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         folder = Path(tmp) / "raw"
         path, _ = write_snapshot(folder, Path(tmp) / "truth", rows, 7, "2026-11-01_06-00-00")
@@ -131,15 +210,33 @@ def main(argv: list[str] | None = None) -> int:
             f"{rows:,} generated rows, {path.stat().st_size / 2**20:.1f} MB CSV; catboost champion"
         )
         print(
-            f"{'task':<8}{'engine':<16}{'seconds':>9}{'rows/s':>11}{'driver MB':>11}{'tree MB':>9}"
+            f"{'task':<8}{'engine':<16}{'seconds':>9}{'rows/s':>11}"
+            f"{'driver MB':>11}{'JVM MB':>8}{'workers MB':>12}"
         )
         runs = [("pandas", 1), ("spark", 1), ("spark", 2)]
-        for task in ("ingest", "score"):
+        if args.read_only:
+            for engine, cores in [(e, c) for e in ("spark", "spark-split") for c in (1, 2)]:
+                result = measure("read", engine, cores, folder, "", registry)
+                label = f"{'multiLine' if engine == 'spark' else 'split'} local[{cores}]"
+                print(
+                    f"{'read':<8}{label:<16}{result['seconds']:>9.1f}"
+                    f"{result['rows'] / result['seconds']:>11,.0f}{result['driver_mb']:>11.0f}"
+                    f"{result['jvm_mb']:>8.0f}{result['workers_mb']:>12.0f}",
+                    flush=True,
+                )
+            print(load_average())
+            return 0
+        per_core, move_rate, read_rate = {}, 0.0, 0.0
+        if args.only:
+            runs = [("pandas", 1), ("spark", 2)]
+        for task in [args.only] if args.only else ("read", "ingest", "score"):
             rates = {}
-            for engine, cores in runs:
+            for engine, cores in [("spark", 1)] if task == "read" else runs:
                 server, name, url = scratch(args.mysql)
                 try:
                     result = measure(task, engine, cores, folder, url, registry)
+                    if task == "ingest" and engine == "pandas":
+                        move_rate = server_move(server, name)
                 finally:
                     with server.connect() as conn:
                         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
@@ -147,14 +244,29 @@ def main(argv: list[str] | None = None) -> int:
                 rates[label] = result["rows"] / result["seconds"]
                 print(
                     f"{task:<8}{label:<16}{result['seconds']:>9.1f}{rates[label]:>11,.0f}"
-                    f"{result['driver_mb']:>11.0f}{result['tree_mb']:>9.0f}",
+                    f"{result['driver_mb']:>11.0f}{result['jvm_mb']:>8.0f}"
+                    f"{result['workers_mb']:>12.0f}",
                     flush=True,
                 )
+            if task == "read":
+                read_rate = rates["spark local[1]"]
+                continue
+            if args.only:
+                print(
+                    f"{task}: Spark local[2] / pandas = {rates['spark local[2]'] / rates['pandas']:.2f}x"
+                )
+                print(load_average())
+                return 0
+            per_core[task] = (rates["spark local[1]"], rates["spark local[2]"])
             print(
                 f"{task}: Spark 2 cores / 1 core = "
                 f"{rates['spark local[2]'] / rates['spark local[1]']:.2f}x; "
-                f"Spark local[2] / pandas = {rates['spark local[2]'] / rates['pandas']:.2f}x"
+                f"Spark local[2] / pandas = {rates['spark local[2]'] / rates['pandas']:.2f}x",
+                flush=True,
             )
+        print(f"server INSERT ... SELECT: {move_rate:,.0f} rows/s")
+        project(args.project_rows, per_core, read_rate, move_rate)
+    print(load_average())
     return 0
 
 

@@ -111,6 +111,10 @@ FILE_ERRORS = {
         "a binary file, not a UTF-8 text CSV",
     ),
     "2026-01-01_00-00-05": ((HEADER + good_rows(1, 5)).replace(",", ";").encode(), "';'-delimited"),
+    "2026-01-01_00-00-06": (  # a quote never closed: the rest of the file would be one cell
+        (HEADER + good_rows(1, 1) + '2,31,"102.5,home,1,0\n' + good_rows(3, 2)).encode(),
+        "EOF inside string starting at row 2",
+    ),
 }
 ROW_ERRORS = {  # a valid row 1, then the bad row(s): file -> {row_number: reason fragment}
     "2026-01-02_00-00-01": (
@@ -127,6 +131,18 @@ ROW_ERRORS = {  # a valid row 1, then the bad row(s): file -> {row_number: reaso
             1: "appears on several rows with different values",
             3: "appears on several",
             4: "duplicate: repeats row 2",
+        },
+    ),
+    "2026-01-02_00-00-04": (  # quoted cells with line breaks: a row is a record, not a line
+        HEADER
+        + good_rows(1, 1)
+        + '2,30,102.5,"home\nowner",0,1\n"3\nb",31,103.5,auto,1,0\n'
+        + good_rows(4, 1)
+        + '5,33,"105\n.5",life,0,0\n'
+        + good_rows(6, 1),
+        {
+            2: "policy_type: 'home\nowner' is not one of auto, home, life",
+            5: "annual_premium: '105\n.5' is not a number",
         },
     ),
 }
@@ -487,6 +503,21 @@ def test_a_file_whose_every_row_is_rejected_is_a_file_error_naming_the_reasons(t
     assert "policy_type: 'boat' is not one of auto, home, life (5 rows)" in message
     assert "age: 12 is below the minimum 18 (1 row)" in message
     assert count(tmp_path, "quarantine", f"raw/{bad.name}") == 0  # nothing of it written
+    assert count(tmp_path, "ingestion_log") == 1 and count(tmp_path, "policies_raw") == 5
+
+
+def test_a_file_without_any_label_is_a_file_error_not_a_crash(tmp_path):
+    # every label of the chunk missing: once a crash of the run (NA into int64)
+    bad = snapshot(
+        tmp_path / "raw", "2026-11-01_06-00-00", HEADER + "1,30,1.5,auto,0,\n2,31,2.5,home,1,\n"
+    )
+    snapshot(tmp_path / "raw", "2026-11-02_06-00-00", HEADER + good_rows(10, 5))
+
+    with pytest.raises(IngestionError) as failure:
+        ingest(tmp_path)
+
+    assert f"raw/{bad.name}: every one of its 2 rows was rejected" in str(failure.value)
+    assert "churn: missing (2 rows)" in str(failure.value)
     assert count(tmp_path, "ingestion_log") == 1 and count(tmp_path, "policies_raw") == 5
 
 

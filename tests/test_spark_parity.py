@@ -76,7 +76,7 @@ def spark_ingest(tmp_path: Path, url: str | None = None, **params) -> dict:
 
 
 # Bad rows, exact repeats, conflicting and padded ids, pandas' missing words (NA, null),
-# quoted cells, a short row, a blank line.
+# quoted cells (some with line breaks), a short row, a blank line.
 FIXTURE = (
     HEADER
     + good_rows(1, 30)
@@ -92,6 +92,8 @@ FIXTURE = (
     + ",42,121.0,auto,0,1\n"  # no id
     + '36,43,122.5,"home",1,"1"\n'
     + "5,35,105.5,home,1,1\n"  # repeats row 5 again
+    + '37,44,"123\n.5",auto,0,1\n'  # a line break in a quoted cell: not a number
+    + '"38\nb",45,124.5,"life",2,0\n'  # and in an id: a valid row, the next record
 )
 
 
@@ -114,7 +116,7 @@ def test_one_file_through_both_engines_gives_the_same_rows_quarantine_and_reason
     assert table(spark_dir / "churn.db", f"SELECT {columns} FROM policies_raw") == rows
     bad = "SELECT source_file, row_number, reason, record FROM quarantine"
     quarantined = table(pandas_dir / "churn.db", bad)
-    assert [r[1] for r in quarantined] == [5, 7, 8, 31, 32, 33, 34, 35, 37, 38, 39, 41]
+    assert [r[1] for r in quarantined] == [5, 7, 8, 31, 32, 33, 34, 35, 37, 38, 39, 41, 42]
     assert table(spark_dir / "churn.db", bad) == quarantined
     log = "SELECT source_file, checksum, size_bytes, rows_read, rows_loaded, rows_rejected, status FROM ingestion_log"
     assert table(spark_dir / "churn.db", log) == table(pandas_dir / "churn.db", log)
@@ -202,14 +204,17 @@ def test_jdbc_staging_loads_the_same_rows_exactly_once_and_a_failure_leaves_noth
             spark_ingest(spark_dir, url=scratch_mysql)
     for t in ("policies_raw", "quarantine", "ingestion_log"):
         assert mysql_rows(scratch_mysql, f"SELECT COUNT(*) FROM {t}") == [(0,)]
-    # the staging tables of the dead run are there; the rerun loads the object whole
-    tables = [name for (name,) in mysql_rows(scratch_mysql, "SHOW TABLES")]
-    assert [t.split("_insurance")[0] for t in tables if t.startswith("stage_")] == [
-        "stage_bad",
-        "stage_rows",
-    ]
+
+    # the staging tables of the dead run are there; the rerun drops them and loads the
+    # object whole
+    def staging() -> list[str]:
+        tables = [name for (name,) in mysql_rows(scratch_mysql, "SHOW TABLES")]
+        return [t.split("_insurance")[0] for t in tables if t.startswith("stage_")]
+
+    assert staging() == ["stage_bad", "stage_rows"]
 
     spark_ingest(spark_dir, url=scratch_mysql)
+    assert staging() == []
     second = spark_ingest(spark_dir, url=scratch_mysql)  # a duplicate delivery
     assert second["skipped"] == ["raw/insurance_data_2026-11-01_06-00-00.csv"]
 
@@ -220,7 +225,7 @@ def test_jdbc_staging_loads_the_same_rows_exactly_once_and_a_failure_leaves_noth
     bad = "SELECT `row_number`, reason, record FROM quarantine"
     assert mysql_rows(scratch_mysql, bad) == table(pandas_dir / "churn.db", bad)
     assert mysql_rows(scratch_mysql, "SELECT rows_loaded, rows_rejected FROM ingestion_log") == [
-        (29, 12)
+        (30, 13)
     ]
 
 
@@ -259,7 +264,7 @@ def test_data_processing_on_spark_gives_the_pandas_split_and_quarantine(tmp_path
     pd.testing.assert_frame_equal(
         spark_quarantine[list(quarantine.columns)], quarantine, check_dtype=False
     )
-    assert spark_report == {**report, "rows_valid_total": 89, "rows_used": 89, "sampled": False}
+    assert spark_report == {**report, "rows_valid_total": 90, "rows_used": 90, "sampled": False}
 
     # above the row limit: a sample of about that size, stratified by the target, and said so
     objects = SparkSnapshotObjectsDataset(path=str(tmp_path / "raw"), key_prefix="raw").load()
@@ -267,3 +272,33 @@ def test_data_processing_on_spark_gives_the_pandas_split_and_quarantine(tmp_path
     valid, _, report = validate_snapshot(raw, info, SCHEMA, {**params, "spark_max_rows": 40})
     assert report["sampled"] and report["rows_used"] == len(valid) and 20 <= len(valid) <= 60
     assert set(valid["churn"]) == {0, 1}
+
+
+@pytest.mark.mysql
+def test_a_batch_of_spark_scores_replaces_the_previous_one_through_jdbc_staging(
+    spark, scratch_mysql
+):
+    from datetime import datetime
+
+    from churn_kedro.database import create_engine
+    from churn_kedro.spark.store import SparkIngestionDatabase
+
+    db = SparkIngestionDatabase(create_engine(scratch_mysql))
+    scored_at = datetime(2026, 11, 1, 6)
+    scores = spark.createDataFrame(
+        [("v1", "raw/a.csv", str(i), i / 10, i >= 5, scored_at) for i in range(10)],
+        "model_version string, source_file string, customer_id string, "
+        "churn_probability double, churn boolean, scored_at timestamp",
+    )
+    rejected = pd.DataFrame({"row_number": [11], "reason": ["age: missing"], "record": ["{}"]})
+
+    db.replace_scores("raw/a.csv", "v1", scores, rejected)
+    db.replace_scores("raw/a.csv", "v1", scores.filter("customer_id < '3'"), rejected)
+
+    assert mysql_rows(scratch_mysql, "SELECT customer_id, churn FROM churn_scores") == [
+        ("0", 0),
+        ("1", 0),
+        ("2", 0),
+    ]
+    assert mysql_rows(scratch_mysql, "SELECT `row_number` FROM quarantine") == [(11,)]
+    assert [t for (t,) in mysql_rows(scratch_mysql, "SHOW TABLES") if t.startswith("stage_")] == []

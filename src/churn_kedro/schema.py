@@ -387,7 +387,9 @@ def validate_frame(
                 + f"' is not one of {schema.positive_label}, {schema.negative_label}"
             ),
         )
-        typed[schema.target] = (normalised == schema.positive_label).astype("int64")
+        # a chunk whose every label is missing compares as NA: those rows are rejected anyway
+        positive = normalised.eq(schema.positive_label).fillna(False)
+        typed[schema.target] = positive.astype("int64")
 
     if duplicates:
         check = duplicates if callable(duplicates) else DuplicateTracker(schema.id_column)

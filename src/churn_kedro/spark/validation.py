@@ -11,6 +11,7 @@ from 1), and ``reason``/``record`` (null on a valid row).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 ROW = "__row"  # the data row number in a raw frame (the header is not a row)
 _CORRUPT, _BLOCK, _POS = "__corrupt", "__block", "__pos"
 _FIRST, _ID, _DUPLICATE_OF, _CONFLICT = "__first", "__id", "__duplicate_of", "__conflict"
+_LINE_BREAK = re.compile(r"[\r\n]")
 # The words pandas.read_csv reads as a missing cell (the pandas path's reader)
 NA_TEXTS = sorted(STR_NA_VALUES)
 
@@ -66,7 +68,13 @@ def read_snapshot(spark: SparkSession, obj: SnapshotObject) -> tuple[DataFrame, 
     """The file's cells as text (pandas' missing words as null) with ``__row``, and its
     number of data rows. Rows are numbered in file order: each block of the file (one
     split) is counted once, then a row's number is its block's offset plus its position
-    in the block, so no single task ever sees the whole file."""
+    in the block.
+
+    The file is read with ``multiLine``: a quoted cell may span lines, so a split could
+    start inside a record and Spark reads the file as one block, parsed by one task
+    (its cost: the ``read`` line of benchmarks/bench_spark.py). The rows are spread over
+    the cores by the duplicate windows' shuffle before the validation, so only the parse
+    is serial; a history of many files is still read in parallel, one task a file."""
     written = header(obj)
     # Spark compares the header with the field names (and only warns): the file's names
     # when they are distinct, positions otherwise
@@ -83,6 +91,9 @@ def read_snapshot(spark: SparkSession, obj: SnapshotObject) -> tuple[DataFrame, 
         ),
         header=True,
         escape='"',  # a quote inside a quoted cell is doubled, as pandas reads it
+        # a quoted cell may hold line breaks, as pandas reads it: a row is a record, not a
+        # line. The cost: a file is no longer split, one task parses it (see the docstring)
+        multiLine=True,
         mode="PERMISSIVE",
         columnNameOfCorruptRecord=_CORRUPT,
         encoding="UTF-8",
@@ -107,6 +118,7 @@ def read_snapshot(spark: SparkSession, obj: SnapshotObject) -> tuple[DataFrame, 
             F.count(F.lit(1)).alias("rows"),
             F.min(_POS).alias("first"),
             F.min(F.when(F.col(_CORRUPT), F.col(_POS))).alias("bad"),
+            F.max_by(F.concat_ws("", *seen_names(names)), _POS).alias("last"),
         )
         .orderBy(_BLOCK)
         .collect()
@@ -122,6 +134,8 @@ def read_snapshot(spark: SparkSession, obj: SnapshotObject) -> tuple[DataFrame, 
             )
         offsets.append((block[_BLOCK], block["first"], total))
         total += block["rows"]
+    if blocks and _LINE_BREAK.search(blocks[-1]["last"] or ""):
+        check_quotes_closed(obj)
     if not offsets:
         return frame.select(*seen_names(names), F.lit(0).cast("long").alias(ROW)), 0
     starts = spark.createDataFrame(offsets, f"{_BLOCK} long, first long, offset long")
@@ -129,6 +143,21 @@ def read_snapshot(spark: SparkSession, obj: SnapshotObject) -> tuple[DataFrame, 
         *seen_names(names), (F.col(_POS) - F.col("first") + F.col("offset") + 1).alias(ROW)
     )
     return numbered, total
+
+
+def check_quotes_closed(obj: SnapshotObject) -> None:
+    """The file's last record holds a line break: maybe a quoted cell that is never
+    closed, which the Spark reader runs to the end of the file (swallowing the rows
+    after it) where pandas refuses the file. pandas' tokenizer, reading the file on the
+    driver, says which; rare (a last record with a line break in a cell), so its cost is."""
+    try:
+        with obj.fs.open(obj.path, "rb") as stream:
+            for _ in pd.read_csv(
+                stream, **{"encoding": "utf-8", **obj.load_args}, dtype=str, chunksize=1 << 18
+            ):
+                pass
+    except Exception as exc:
+        raise SnapshotError(obj.uri, describe_read_error(exc)) from exc
 
 
 def seen_names(names: list[str]) -> list[Any]:
