@@ -974,3 +974,18 @@ def test_serving_imports_neither_kedro_nor_training_code(registry):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
+
+
+def test_on_one_thread_scores_every_block_on_the_calling_thread():
+    """Spark's Python workers score a core each: their blocks must not fan out to threads."""
+    import threading
+
+    from churn_kedro.inference import _in_blocks, on_one_thread
+
+    def thread_of(block):
+        return np.array([threading.get_ident()] * len(block))
+
+    blocks = [(np.zeros(64),) for _ in range(16)]
+    with on_one_thread():
+        assert set(_in_blocks(thread_of, blocks)) == {threading.get_ident()}
+    assert threading.get_ident() not in set(_in_blocks(thread_of, blocks))

@@ -14,6 +14,8 @@ Missing categoricals (None or NaN) become the Pipelines' ``__missing__`` categor
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import io
 import itertools
@@ -91,11 +93,27 @@ def _codes(values: Any, categories: Sequence[str], unknown: int) -> np.ndarray:
     return out
 
 
+_ONE_THREAD = contextvars.ContextVar("one_thread", default=False)
+
+
+@contextlib.contextmanager
+def on_one_thread():
+    """Score on the calling thread only: for callers that already run one scorer a core
+    (Spark's Python workers), where the block threads would oversubscribe the cores."""
+    token = _ONE_THREAD.set(True)
+    try:
+        yield
+    finally:
+        _ONE_THREAD.reset(token)
+
+
 def _in_blocks(score: Any, blocks: list[tuple]) -> np.ndarray:
     """``score(*block)`` of each block of rows, concatenated. Several blocks run on every
     core: numpy releases the GIL in the gathers and ufuncs that make up a block's work."""
     if len(blocks) <= 1:
         return score(*blocks[0]) if blocks else np.zeros(0)
+    if _ONE_THREAD.get():
+        return np.concatenate([score(*block) for block in blocks])
     return np.concatenate(list(_threads().map(lambda block: score(*block), blocks)))
 
 

@@ -13,7 +13,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from churn_kedro.inference import predict
+from churn_kedro.inference import on_one_thread, predict
 
 SCORES = "customer_id string, churn_probability double, churn boolean"
 
@@ -39,7 +39,9 @@ def score_frame(
                 else batch[name]
                 for name in features
             }
-            result = predict(champion, pd.DataFrame(columns))
+            # Spark runs a Python worker a core: each scores its partition on one thread
+            with on_one_thread():
+                result = predict(champion, pd.DataFrame(columns))
             yield pd.DataFrame(
                 {
                     "customer_id": batch[id_column].astype(str).astype(object),
