@@ -144,13 +144,25 @@ def test_run_outputs(twice):
         assert (project / f"data/08_reporting/{plot}.png").stat().st_size > 10_000
     report = json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
     assert report["decision"]["promote"] is False and "roc_auc_delta" in report["decision"]
-    assert set(report["models"]) == {"logistic_regression", "random_forest", "catboost", "champion"}
+    # holdout metrics for the challenger (the only family refitted) and the champion;
+    # every family's search result
+    challenger = report["decision"]["challenger_family"]
+    assert set(report["models"]) == {challenger, "champion"}
     assert all("brier" in m and "roc_auc_ci" in m for m in report["models"].values())
+    families = {"logistic_regression", "random_forest", "catboost"}
+    assert set(report["candidates"]) == families
+    best = max(report["candidates"], key=lambda f: report["candidates"][f]["cv_roc_auc"])
+    assert best == challenger
 
     champion, versions, _ = registry_state(project)
     card = json.loads(
         (project / f"data/06_models/registry/versions/{versions[0]}/card.json").read_text()
     )
+    # the card: what the search saw, what the refit used, every family's search
+    assert card["refit"]["rows"] == card["data"]["training_rows"]
+    assert card["refit"]["params"] == card["params"]
+    assert set(card["candidates"]) == families
+    assert card["candidates"][card["family"]]["search"] == card["search"]
     assert card["data"]["split"] == {"salt": "churn-holdout-v1", "fraction": 0.2}
     # the serving form of the calibrated model matches the Pipeline
     assert card["serving"]["servable"] is True
