@@ -24,6 +24,7 @@ import copy
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -225,9 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, help="pairs per scenario (default 20; 3 with --quick)")
     parser.add_argument("--rows", type=int, default=5000, help="rows per snapshot (default 5000)")
-    parser.add_argument(
-        "--effect", type=float, default=0.35, help="logit effect of the new feature"
-    )
+    parser.add_argument("--effect", type=float, default=0.5, help="logit effect of the new feature")
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="3 pairs each, 5,000 rows only")
     parser.add_argument(
@@ -239,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+    # joblib's note about a thread's scikit-learn configuration, once per forest fit
+    warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
     count = args.pairs or (3 if args.quick else 20)
     started = time.perf_counter()
     print(

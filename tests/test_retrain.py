@@ -120,7 +120,7 @@ def test_run_outputs(twice):
     assert set(processed["split"]) == {"train", "holdout"}
     assert processed["churn"].isin([0, 1]).all()
     holdout_share = (processed["split"] == "holdout").mean()
-    assert holdout_share == pytest.approx(0.2, abs=0.01)
+    assert holdout_share == pytest.approx(0.4, abs=0.02)
     by_split = processed.groupby("split")["churn"].mean()
     assert by_split["train"] == pytest.approx(by_split["holdout"], abs=0.02)  # stratified
 
@@ -163,7 +163,7 @@ def test_run_outputs(twice):
     assert card["refit"]["params"] == card["params"]
     assert set(card["candidates"]) == families
     assert card["candidates"][card["family"]]["search"] == card["search"]
-    assert card["data"]["split"] == {"salt": "churn-holdout-v1", "fraction": 0.2}
+    assert card["data"]["split"] == {"salt": "churn-holdout-v1", "fraction": 0.4}
     # the serving form of the calibrated model matches the Pipeline
     assert card["serving"]["servable"] is True
     assert card["serving"]["max_abs_difference"] <= 1e-9
@@ -228,7 +228,7 @@ def test_a_champion_of_another_holdout_split_counts_as_absent(twice, tmp_path):
     reason = benchmarks[benchmarks["role"] == "challenger"]["reason"].iloc[-1]
     assert (
         f"champion {old_champion} was trained with another holdout split "
-        "(salt 'churn-holdout-v1', fraction 0.2; now salt 'another-salt', fraction 0.2)"
+        "(salt 'churn-holdout-v1', fraction 0.4; now salt 'another-salt', fraction 0.4)"
     ) in reason
     assert "treated as absent" in reason
 

@@ -134,7 +134,12 @@ def tune_model_family(
 
     def report_progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         # progress on long searches, in Kedro's log (so Glue and CloudWatch see it too)
-        value = "pruned" if trial.value is None else f"CV ROC-AUC {trial.value:.4f}"
+        # a pruned trial carries the mean of its first folds as its value: not a CV score
+        value = (
+            f"CV ROC-AUC {trial.value:.4f}"
+            if trial.state == optuna.trial.TrialState.COMPLETE
+            else f"pruned after {len(trial.intermediate_values)} folds"
+        )
         best_so_far = study.best_value if study.best_trials else float("nan")
         logger.info(
             "%s: trial %d of %d, %s, %.0f s, best so far %.4f",
