@@ -18,7 +18,7 @@ $(RUNTIME): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-$(DEV): $(RUNTIME) requirements-dev.txt requirements-spark.txt
+$(DEV): $(RUNTIME) requirements-dev.txt requirements-spark.txt requirements-catboost.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt
 	touch $@
 

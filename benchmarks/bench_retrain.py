@@ -36,6 +36,8 @@ QUICK_BUDGETS = (
     "data_science.families.logistic_regression.n_trials=3,"
     "data_science.families.random_forest.n_trials=2,"
     "data_science.families.random_forest.search_space.n_estimators.high=150,"
+    "data_science.families.hist_gradient_boosting.n_trials=2,"
+    "data_science.families.hist_gradient_boosting.search_space.max_iter.high=150,"
     "data_science.families.catboost.n_trials=2,"
     "data_science.families.catboost.search_space.iterations.high=250"
 )

@@ -3,8 +3,9 @@
 #
 #   BUCKET=my-churn-bucket infra/deploy.sh stack          # create/update the stack (keeps the current image tag;
 #                                                         #   no Lambda/API until a tag is given)
-#   BUCKET=my-churn-bucket infra/deploy.sh artifacts      # kedro package, the zip of wheels (wheel + its pinned closure for
-#                                                         #   Glue 5.0), conf, Glue scripts, RDS CA bundle -> s3://$BUCKET/glue/
+#   BUCKET=my-churn-bucket infra/deploy.sh artifacts      # kedro package, the zips of wheels (wheel + its pinned closure for
+#                                                         #   Glue 5.0; the Spark jobs' without Glue's pandas, numpy, pyarrow),
+#                                                         #   conf, Glue scripts, RDS CA bundle, JDBC driver jar -> s3://$BUCKET/glue/
 #   BUCKET=my-churn-bucket infra/deploy.sh bootstrap      # create the application MySQL user (Glue job; after artifacts)
 #   BUCKET=my-churn-bucket infra/deploy.sh image v1       # build and push the serving image, tag v1
 #   BUCKET=my-churn-bucket infra/deploy.sh stack v1       # the same stack, now with the Lambda + API on image v1
@@ -13,8 +14,10 @@
 #
 # Environment: BUCKET (required), STACK (default churn), AWS_REGION (default from the aws CLI),
 # DB_CLASS, DB_STORAGE, SCHEDULE, SWEEP_SCHEDULE, NETWORK_EGRESS (NatGateway|VpcEndpoints),
-# API_AUTH (API_KEY|AWS_IAM) (stack parameters; the template's defaults otherwise),
-# DB_CA_BUNDLE (a local copy of the RDS CA bundle instead of downloading it).
+# API_AUTH (API_KEY|AWS_IAM), ENGINE (pandas|spark: which ingestion jobs the events start),
+# SPARK_WORKER_TYPE, SPARK_WORKERS (stack parameters; the template's defaults otherwise),
+# DB_CA_BUNDLE (a local copy of the RDS CA bundle instead of downloading it),
+# JDBC_JAR (the MariaDB Connector/J jar of the Spark jobs; default Debian's libmariadb-java).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,6 +29,10 @@ PYTHON=${PYTHON:-.venv/bin/python}
 VERSION=$($PYTHON -c 'import churn_kedro; print(churn_kedro.__version__)')
 WHEEL=churn_kedro-${VERSION}-py3-none-any.whl
 MODULES=churn_kedro-${VERSION}.gluewheels.zip   # the template's GlueModules parameter
+SPARK_MODULES=churn_kedro-${VERSION}.gluesparkwheels.zip   # the template's GlueSparkModules parameter
+# The Spark jobs' JDBC driver (--extra-jars): apt-get install libmariadb-java puts it here
+JDBC_JAR=${JDBC_JAR:-/usr/share/java/mariadb-java-client.jar}
+JDBC_JAR_KEY=jars/mariadb-java-client.jar   # Mappings.Project.Names.JdbcDriverJar in infra/template.yaml
 
 output() {
   aws cloudformation describe-stacks --region "$REGION" --stack-name "$STACK" \
@@ -41,13 +48,16 @@ current_tag() {
 
 deploy_stack() {
   local tag=${1:-}
-  local overrides=("BucketName=$BUCKET" "GlueModules=$MODULES" "ImageTag=$tag")
+  local overrides=("BucketName=$BUCKET" "GlueModules=$MODULES" "GlueSparkModules=$SPARK_MODULES" "ImageTag=$tag")
   [[ -n ${DB_CLASS:-} ]] && overrides+=("DBInstanceClass=$DB_CLASS")
   [[ -n ${DB_STORAGE:-} ]] && overrides+=("DBAllocatedStorage=$DB_STORAGE")
   [[ -n ${SCHEDULE:-} ]] && overrides+=("RetrainSchedule=$SCHEDULE")
   [[ -n ${SWEEP_SCHEDULE:-} ]] && overrides+=("IngestSweepSchedule=$SWEEP_SCHEDULE")
   [[ -n ${NETWORK_EGRESS:-} ]] && overrides+=("NetworkEgress=$NETWORK_EGRESS")
   [[ -n ${API_AUTH:-} ]] && overrides+=("ApiAuthorization=$API_AUTH")
+  [[ -n ${ENGINE:-} ]] && overrides+=("IngestionEngine=$ENGINE")
+  [[ -n ${SPARK_WORKER_TYPE:-} ]] && overrides+=("SparkWorkerType=$SPARK_WORKER_TYPE")
+  [[ -n ${SPARK_WORKERS:-} ]] && overrides+=("SparkNumberOfWorkers=$SPARK_WORKERS")
   aws cloudformation deploy --region "$REGION" --stack-name "$STACK" \
     --template-file infra/template.yaml --capabilities CAPABILITY_IAM \
     --parameter-overrides "${overrides[@]}"
@@ -70,10 +80,14 @@ upload_artifacts() {
   aws s3 cp --region "$REGION" "dist/$CA_BUNDLE" "s3://$BUCKET/$PREFIX/$CA_BUNDLE"
   # the zip of wheels: the project wheel and every dependency at its pin, for Glue 5.0
   # (Amazon Linux 2023, CPython 3.11, x86_64), so a job installs nothing from PyPI
-  rm -rf dist/wheels
-  infra/wheelhouse.sh dist/wheels "dist/$WHEEL"
+  [[ -f $JDBC_JAR ]] || { echo "$JDBC_JAR: no JDBC driver (apt-get install libmariadb-java, or JDBC_JAR=...)" >&2; exit 1; }
+  rm -rf dist/wheels dist/sparkwheels
+  infra/wheelhouse.sh dist/wheels "dist/$WHEEL" dist/sparkwheels
   (cd dist/wheels && zip -q -0 "../$MODULES" -- *.whl)
+  (cd dist/sparkwheels && zip -q -0 "../$SPARK_MODULES" -- *.whl)
   aws s3 cp --region "$REGION" "dist/$MODULES" "s3://$BUCKET/$PREFIX/$MODULES"
+  aws s3 cp --region "$REGION" "dist/$SPARK_MODULES" "s3://$BUCKET/$PREFIX/$SPARK_MODULES"
+  aws s3 cp --region "$REGION" "$JDBC_JAR" "s3://$BUCKET/$PREFIX/$JDBC_JAR_KEY"
   aws s3 cp --region "$REGION" dist/conf-churn_kedro.tar.gz "s3://$BUCKET/$PREFIX/conf-churn_kedro.tar.gz"
   for script in glue_wrappers/*.py; do
     aws s3 cp --region "$REGION" "$script" "s3://$BUCKET/$PREFIX/scripts/$(basename "$script")"

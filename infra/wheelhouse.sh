@@ -4,13 +4,18 @@
 # glibc 2.34, CPython 3.11, x86_64), binary only. infra/deploy.sh zips it with the project
 # wheel ("zip of wheels", infra/README.md); tests/test_infra.py resolves it offline.
 #
-#   infra/wheelhouse.sh <dest folder> [<project wheel>]
+#   infra/wheelhouse.sh <dest folder> [<project wheel>] [<Spark dest folder>]
+#
+# With a third folder, the Spark jobs' set goes there too: the same wheels without those of
+# Glue's own runtime (GLUE_PROVIDED), which a Spark job must keep: its pyspark works with
+# them. The jobs install that set with --no-deps, so nothing else is resolved or replaced.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 DEST=${1:?destination folder}
 PYTHON=${PYTHON:-.venv/bin/python}
 GLIBC_MINOR_MAX=34   # Amazon Linux 2023
+GLUE_PROVIDED="pyspark py4j pandas numpy pyarrow"   # Glue 5.0's, kept by the Spark jobs
 # manylinux_2_34 .. manylinux_2_17, then the legacy manylinux2014 alias (CatBoost's only
 # tag); pip prefers the platforms in this order
 PLATFORMS=()
@@ -24,3 +29,11 @@ if [[ -n ${2:-} ]]; then cp "$2" "$DEST/"; fi
 # the closure is complete: it installs for that platform from these files alone
 "$PYTHON" -m pip install --quiet --dry-run --ignore-installed --no-index --find-links "$DEST" \
   --target "$(mktemp -d)" "${TARGET[@]}" -r requirements.txt ${2:+"$DEST/$(basename "$2")"}
+if [[ -n ${3:-} ]]; then
+  mkdir -p "$3"
+  for wheel in "$DEST"/*.whl; do
+    name=$(basename "$wheel")
+    # a wheel's file name starts with its distribution name (normalised: "-" -> "_")
+    [[ " $GLUE_PROVIDED " == *" ${name%%-*} "* ]] || cp "$wheel" "$3/"
+  done
+fi

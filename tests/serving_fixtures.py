@@ -19,6 +19,7 @@ FAST_PARAMS = {
     "logistic_regression": {"C": 1.0},
     "random_forest": {"n_estimators": 30, "max_depth": 8},
     "catboost": {"iterations": 60, "depth": 4},
+    "hist_gradient_boosting": {"max_iter": 40, "max_leaf_nodes": 15},
 }
 
 
@@ -76,7 +77,7 @@ def card(version: str, family: str, threshold: float = 0.5) -> dict:
 
 def build_registry(
     root,
-    families=("logistic_regression", "random_forest", "catboost"),
+    families=("logistic_regression", "random_forest", "catboost", "hist_gradient_boosting"),
     promote: str | None = None,
     storage_options=None,
 ) -> ModelRegistry:

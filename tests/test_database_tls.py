@@ -227,7 +227,7 @@ def test_the_bootstrap_job_creates_the_application_user_with_the_jobs_grants_onl
                     conn.exec_driver_sql(forbidden)
     finally:
         engine.dispose()
-    assert f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX ON `{dbname}`.*" in grants
+    assert f"GRANT {database.APP_GRANTS} ON `{dbname}`.*" in grants
     assert "ALL PRIVILEGES" not in grants and "GRANT OPTION" not in grants
     assert "REQUIRE SSL" in grants or "REQUIRE SSL" in " ".join(
         r[0] for r in _root_rows(tls_mariadb, f"SHOW CREATE USER '{user}'@'%'")

@@ -266,7 +266,7 @@ def check_responses(responses: list[dict], version: str) -> None:
     assert bad["statusCode"] == 422 and "instances[0].age" in bad["body"]
 
 
-@pytest.mark.parametrize("family", ["catboost", "random_forest"])
+@pytest.mark.parametrize("family", ["catboost", "random_forest", "hist_gradient_boosting"])
 def test_handler_runs_from_the_image_folder_alone(site_packages, task_root, tmp_path, family):
     build_registry(tmp_path / "registry", (family,), promote=f"v1-{family}")
     check(

@@ -4,6 +4,8 @@ requires TLS (tests/tls_mariadb.py)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -17,6 +19,7 @@ from test_ingest import HEADER, good_rows
 pytestmark = [pytest.mark.mysql, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
+JDBC_JAR = Path("/usr/share/java/mariadb-java-client.jar")
 GLUE_ARGS = [
     "--JOB_NAME",
     "churn-job",
@@ -38,7 +41,11 @@ def job(tmp_path, s3_bucket, rds):
     workdir.mkdir()
 
     def run(
-        script: str, *extra: str, wrapper_dir: Path = REPO / "glue_wrappers"
+        script: str,
+        *extra: str,
+        wrapper_dir: Path = REPO / "glue_wrappers",
+        kedro_env: str = "aws",
+        environ: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [
@@ -48,7 +55,7 @@ def job(tmp_path, s3_bucket, rds):
                 "--TempDir",
                 f"s3://{s3_bucket}/tmp/",
                 "--env",
-                "aws",
+                kedro_env,
                 "--bucket",
                 s3_bucket,
                 "--db-secret-id",
@@ -60,7 +67,8 @@ def job(tmp_path, s3_bucket, rds):
             cwd=workdir,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=600,
+            env={**os.environ, **(environ or {})},
         )
 
     def rows(sql: str) -> list[tuple]:
@@ -148,3 +156,64 @@ def test_a_wrapper_alone_runs_from_the_wheel_with_the_packaged_configuration(
     assert without.returncode != 0 and "--conf-source" in without.stderr
     assert result.returncode == 0, result.stderr[-3000:]
     assert rows("SELECT rows_loaded FROM ingestion_log") == [(5,)]
+
+
+def glue_spark_stand_in(bucket: str, mirror: Path) -> dict[str, str]:
+    """What a Glue Spark job's environment gives the wrapper, played by local Spark: the
+    session's master, its JDBC driver (--extra-jars on Glue) and a file system for s3://
+    (EMRFS on Glue). Hadoop's S3 client is not installed here, so Spark's reads of
+    s3://<bucket>/ are served from ``mirror``, a copy of the bucket's objects (Hadoop's
+    ViewFileSystemOverloadScheme); the listing, checksums, secret, configuration and CA
+    bundle still come from moto. The driver binds 127.0.0.1, no web UI."""
+    settings = {
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme",
+        f"spark.hadoop.fs.viewfs.mounttable.{bucket}.linkFallback": mirror.as_uri(),
+    }
+    confs = " ".join(f"--conf {key}={value}" for key, value in settings.items())
+    return {
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_SUBMIT_ARGS": f"--master local[2] --jars {JDBC_JAR} {confs} pyspark-shell",
+    }
+
+
+def test_ingest_raw_wrapper_on_aws_spark_loads_an_object_exactly_once(job, s3_bucket, tmp_path):
+    """glue_wrappers/ingest_raw.py --env aws_spark as the Spark ingestion job runs it: the
+    Spark engine reads and validates the object, stages its rows over JDBC with the
+    secret's TLS, and logs it; a rerun (a redelivered event, the sweep) loads nothing."""
+    pytest.importorskip("pyspark")
+    if not JDBC_JAR.is_file():
+        pytest.skip(f"no {JDBC_JAR}: apt-get install libmariadb-java (.ci/run does)")
+    run, rows = job
+    key = "raw/insurance_data_2026-11-02_06-00-00.csv"
+    body = HEADER + good_rows(1, 7) + "8,forty,100.0,auto,0,0\n"  # one row to quarantine
+    put(s3_bucket, key, body)
+    mirror = tmp_path / "mirror"
+    (mirror / "raw").mkdir(parents=True)
+    (mirror / key).write_text(body)
+    environ = glue_spark_stand_in(s3_bucket, mirror)
+
+    first = run("ingest_raw.py", kedro_env="aws_spark", environ=environ)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Spark 3.5.4 session: master local[2]" in first.stderr
+    assert f"{key}: 7 rows staged, 1 quarantined (JDBC)" in first.stderr
+    log = (
+        "SELECT source_file, rows_read, rows_loaded, rows_rejected, finished_at FROM ingestion_log"
+    )
+    logged = rows(log)
+    assert [r[:4] for r in logged] == [(key, 8, 7, 1)]
+    assert rows("SELECT COUNT(*), MIN(customer_id), MAX(customer_id) FROM policies_raw") == [
+        (7, "1", "7")
+    ]
+    assert rows("SELECT source_file, `row_number` FROM quarantine") == [(key, 8)]
+
+    second = run("ingest_raw.py", kedro_env="aws_spark", environ=environ)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert rows(log) == logged  # the same one row, untouched
+    assert rows("SELECT COUNT(*) FROM policies_raw") == [(7,)]
+    report = boto3.client("s3").get_object(Bucket=s3_bucket, Key="reporting/ingestion_raw.json")
+    report = json.loads(report["Body"].read())
+    assert report["skipped"] == [key] and report["loaded"] == []
+    assert "rows staged" not in second.stderr

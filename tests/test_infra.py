@@ -94,15 +94,15 @@ def test_cfn_lint_reports_no_errors():
 
 
 @pytest.mark.parametrize(
-    "egress, authorization, image",
+    "egress, authorization, image, engine",
     [
-        ("NatGateway", "API_KEY", "v1"),
-        ("VpcEndpoints", "AWS_IAM", "v1"),
-        ("VpcEndpoints", "API_KEY", ""),
-        ("NatGateway", "AWS_IAM", ""),
+        ("NatGateway", "API_KEY", "v1", "pandas"),
+        ("VpcEndpoints", "AWS_IAM", "v1", "spark"),
+        ("VpcEndpoints", "API_KEY", "", "spark"),
+        ("NatGateway", "AWS_IAM", "", "pandas"),
     ],
 )
-def test_cfn_lint_reports_no_errors_for_each_option(egress, authorization, image):
+def test_cfn_lint_reports_no_errors_for_each_option(egress, authorization, image, engine):
     """The stack each choice of the options builds (cfn-lint resolves the conditions with
     these parameter values): no NAT and IAM authorization included."""
     parameters = [
@@ -110,6 +110,7 @@ def test_cfn_lint_reports_no_errors_for_each_option(egress, authorization, image
         f"NetworkEgress={egress}",
         f"ApiAuthorization={authorization}",
         f"ImageTag={image}",
+        f"IngestionEngine={engine}",
     ]
     result = subprocess.run(
         [str(Path(sys.executable).parent / "cfn-lint"), str(TEMPLATE), "--parameters", *parameters],
@@ -186,6 +187,18 @@ def test_bucket_is_versioned_encrypted_private_and_sends_events(template):
     )
 
 
+def engine_choice(value, engine: str):
+    """A trigger's job reference as the stack with IngestionEngine=``engine`` builds it."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        condition, spark, pandas = value["Fn::If"]
+        assert condition == "SparkIngestion", value
+        value = spark if engine == "spark" else pandas
+    return value["Ref"]
+
+
+SPARK_JOBS = {"IngestRawSparkJob", "IngestProcessedSparkJob", "ScoreSparkJob"}
+
+
 def glue_jobs(template: dict) -> dict[str, dict]:
     return {
         name: resolve(job["Properties"], template, {"BucketName": BUCKET})
@@ -195,7 +208,7 @@ def glue_jobs(template: dict) -> dict[str, dict]:
 
 def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(template):
     jobs = glue_jobs(template)
-    assert len(jobs) == 5
+    assert len(jobs) == 8  # 5 pandas jobs; the Spark ingestion pair and scoring
     prefix = template["Mappings"]["Project"]["Names"]["ArtifactsPrefix"]
     missing = []
     for name, job in jobs.items():
@@ -206,10 +219,11 @@ def test_every_glue_job_runs_a_wrapper_of_this_repo_on_glue_5_with_the_wheel(tem
         if not (REPO / "glue_wrappers" / match.group(1)).is_file():
             missing.append(f"glue_wrappers/{match.group(1)} ({name})")
         modules = job["DefaultArguments"]["--additional-python-modules"]
-        assert re.fullmatch(rf"s3://{BUCKET}/{prefix}/churn_kedro-[^/]+\.gluewheels\.zip", modules)
-        # only ingestion, monitoring (and the user bootstrap) talk to the database: only they
-        # run in the VPC and read a database secret
-        reads_database = name.startswith(("Ingest", "Monitor", "Bootstrap"))
+        kind = "gluesparkwheels" if name in SPARK_JOBS else "gluewheels"
+        assert re.fullmatch(rf"s3://{BUCKET}/{prefix}/churn_kedro-[^/]+\.{kind}\.zip", modules)
+        # only ingestion, scoring, monitoring (and the user bootstrap) talk to the database:
+        # only they run in the VPC and read a database secret
+        reads_database = name.startswith(("Ingest", "Score", "Monitor", "Bootstrap"))
         assert ("Connections" in job) == reads_database, name
         assert ("--db-secret-id" in job["DefaultArguments"]) == reads_database, name
     if missing:
@@ -223,6 +237,7 @@ GLUE_OWN_ARGUMENTS = {
     "--TempDir",
     "--custom-logGroup-prefix",
     "--python-modules-installer-option",
+    "--extra-jars",
 }
 
 
@@ -244,7 +259,7 @@ def test_glue_job_arguments_are_the_ones_the_wrappers_read(template):
         assert not unread, f"{name}: churn_kedro.glue_job does not read {unread}"
         assert parsed["bucket"] == BUCKET
         if name != "BootstrapDatabaseJob":  # the pipelines' jobs
-            assert parsed["env"] == "aws"
+            assert parsed["env"] == ("aws_spark" if name in SPARK_JOBS else "aws"), name
             assert parsed["conf_source"].endswith("/conf-churn_kedro.tar.gz")
 
 
@@ -255,7 +270,7 @@ def test_triggers_start_the_right_jobs(template):
     kinds = {
         (
             t["Type"],
-            tuple(a["JobName"]["Ref"] for a in t["Actions"]),
+            tuple(engine_choice(a["JobName"], "pandas") for a in t["Actions"]),
             t.get("WorkflowName", {}).get("Ref"),
         )
         for t in triggers.values()
@@ -431,6 +446,8 @@ def test_s3_access_is_scoped_to_the_prefixes_each_role_needs(template):
         "reporting/monitoring_",
         "glue/tmp",
     }
+    # Spark scoring writes its scores to the database and only its report to S3
+    assert granted["GlueScoreRole"] == {"reporting/score_", "glue/tmp"}
     assert "ServingRole" not in granted  # serving only reads the registry
 
 
@@ -559,11 +576,20 @@ def test_the_sweep_runs_both_ingestion_jobs_for_every_object(template):
         for t in resources(template, "AWS::Glue::Trigger").values()
         if t["Properties"].get("Schedule") == {"Ref": "IngestSweepSchedule"}
     ]
-    assert [a["JobName"]["Ref"] for a in sweep["Actions"]] == ["IngestRawJob", "IngestProcessedJob"]
+    for engine, jobs in (
+        ("pandas", ["IngestRawJob", "IngestProcessedJob"]),
+        ("spark", ["IngestRawSparkJob", "IngestProcessedSparkJob"]),
+    ):
+        assert [engine_choice(a["JobName"], engine) for a in sweep["Actions"]] == jobs
     # no object named: the jobs load whatever ingestion_log does not hold
     assert not any("--object-key" in a.get("Arguments", {}) for a in sweep["Actions"])
     assert template["Parameters"]["IngestSweepSchedule"]["Default"].startswith("cron(")
-    for job in ("IngestRawJob", "IngestProcessedJob"):
+    for job in (
+        "IngestRawJob",
+        "IngestProcessedJob",
+        "IngestRawSparkJob",
+        "IngestProcessedSparkJob",
+    ):
         assert template["Resources"][job]["Properties"]["JobRunQueuingEnabled"] is True
 
 
@@ -646,7 +672,13 @@ def test_the_glue_zip_of_wheels_is_the_pinned_closure_and_resolves_offline_for_g
     (project_wheel,) = tmp_path.glob("churn_kedro-*.whl")
     house = tmp_path / "wheels"
     subprocess.run(
-        ["bash", str(REPO / "infra" / "wheelhouse.sh"), str(house), str(project_wheel)],
+        [
+            "bash",
+            str(REPO / "infra" / "wheelhouse.sh"),
+            str(house),
+            str(project_wheel),
+            str(tmp_path / "spark"),
+        ],
         check=True,
         env={**os.environ, "PYTHON": sys.executable},
     )
@@ -682,6 +714,14 @@ def test_the_glue_zip_of_wheels_is_the_pinned_closure_and_resolves_offline_for_g
         if dist != "churn-kedro":
             assert pins.get(dist) == str(version), f"{name}: not the pinned {pins.get(dist)}"
     assert {"numpy", "pandas", "pyarrow", "catboost", "pymysql", "cryptography"} <= set(wheels)
+    # the Spark jobs' set: the same wheels without Glue's own pandas, numpy and pyarrow
+    spark = sorted(p.name for p in (tmp_path / "spark").iterdir())
+    assert spark == [
+        name
+        for name in files
+        if parse_wheel_filename(name)[0] not in {"pandas", "numpy", "pyarrow", "pyspark", "py4j"}
+    ]
+    assert len(spark) == len(files) - 3
 
     report = tmp_path / "report.json"
     subprocess.run(
@@ -785,12 +825,68 @@ def test_the_monitor_runs_after_each_successful_raw_ingestion_of_the_workflow(te
     ]
     assert trigger["WorkflowName"] == {"Ref": "IngestRawWorkflow"}
     assert trigger["StartOnCreation"] is True
-    assert trigger["Predicate"]["Conditions"] == [
-        {"LogicalOperator": "EQUALS", "JobName": {"Ref": "IngestRawJob"}, "State": "SUCCEEDED"}
-    ]
+    (condition,) = trigger["Predicate"]["Conditions"]
+    assert condition["LogicalOperator"] == "EQUALS" and condition["State"] == "SUCCEEDED"
+    # after whichever raw ingestion job the engine parameter gives the workflow
+    assert engine_choice(condition["JobName"], "pandas") == "IngestRawJob"
+    assert engine_choice(condition["JobName"], "spark") == "IngestRawSparkJob"
     assert trigger["Actions"] == [{"JobName": {"Ref": "MonitorJob"}}]
     script = res["MonitorJob"]["Properties"]["Command"]["ScriptLocation"]["Fn::Sub"][0]
     assert script.endswith("/scripts/monitor.py")
+
+
+@pytest.mark.parametrize("engine", ["pandas", "spark"])
+def test_the_engine_parameter_hands_each_upload_to_one_engines_jobs_only(template, engine):
+    """Every trigger that starts ingestion (events, sweep) and the monitor's condition name
+    the jobs of one engine: an object is never given to the pandas and the Spark job both."""
+    assert template["Parameters"]["IngestionEngine"]["AllowedValues"] == ["pandas", "spark"]
+    assert template["Parameters"]["IngestionEngine"]["Default"] == "pandas"
+    started = set()
+    for trigger in resources(template, "AWS::Glue::Trigger").values():
+        props = trigger["Properties"]
+        started |= {engine_choice(a["JobName"], engine) for a in props["Actions"]}
+        for condition in props.get("Predicate", {}).get("Conditions", []):
+            started.add(engine_choice(condition["JobName"], engine))
+    ingestion = {name for name in started if name.startswith("Ingest")}
+    if engine == "spark":
+        assert ingestion == {"IngestRawSparkJob", "IngestProcessedSparkJob"}
+    else:
+        assert ingestion == {"IngestRawJob", "IngestProcessedJob"}
+
+
+def test_the_spark_jobs_take_their_size_the_jdbc_driver_and_a_closure_that_keeps_glues_own(
+    template,
+):
+    jobs = glue_jobs(template)
+    names = template["Mappings"]["Project"]["Names"]
+    deploy = (REPO / "infra" / "deploy.sh").read_text()
+    for name in SPARK_JOBS:
+        raw = template["Resources"][name]["Properties"]
+        assert raw["WorkerType"] == {"Ref": "SparkWorkerType"}, name
+        assert raw["NumberOfWorkers"] == {"Ref": "SparkNumberOfWorkers"}, name
+        arguments = jobs[name]["DefaultArguments"]
+        # the jar deploy.sh uploads, at the key it uploads it to
+        assert arguments["--extra-jars"] == f"s3://{BUCKET}/glue/{names['JdbcDriverJar']}"
+        # installed as they are: no index, no resolution (Glue's pandas, numpy, pyarrow stay)
+        assert arguments["--python-modules-installer-option"].split() == ["--no-index", "--no-deps"]
+        assert arguments["--additional-python-modules"].endswith(
+            template["Parameters"]["GlueSparkModules"]["Default"]
+        )
+        assert jobs[name]["Connections"]["Connections"] == [{"Ref": "GlueNetworkConnection"}]
+    assert f"JDBC_JAR_KEY={names['JdbcDriverJar']} " in deploy
+    assert '"s3://$BUCKET/$PREFIX/$JDBC_JAR_KEY"' in deploy
+    assert "JDBC_JAR=${JDBC_JAR:-/usr/share/java/mariadb-java-client.jar}" in deploy
+    import churn_kedro
+
+    assert (
+        template["Parameters"]["GlueSparkModules"]["Default"]
+        == f"churn_kedro-{churn_kedro.__version__}.gluesparkwheels.zip"
+    )
+    assert "SPARK_MODULES=churn_kedro-${VERSION}.gluesparkwheels.zip" in deploy
+    assert '"GlueSparkModules=$SPARK_MODULES"' in deploy
+    # the scoring job's script is the score pipeline's wrapper
+    assert jobs["ScoreSparkJob"]["Command"]["ScriptLocation"].endswith("/scripts/score.py")
+    assert 'main("score", __file__)' in (REPO / "glue_wrappers" / "score.py").read_text()
 
 
 def test_a_retrain_verdict_starts_the_retraining_and_notifies_the_topic(template):

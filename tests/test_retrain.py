@@ -73,8 +73,8 @@ def test_first_run_promotes_second_keeps_the_equivalent_champion(twice):
     assert challengers["version"].tolist() == versions
     # every family has a row per run, and the champion a row in the second run
     assert sorted(benchmarks["model"].unique()) == [
-        "catboost",
         "champion",
+        "hist_gradient_boosting",
         "logistic_regression",
         "random_forest",
     ]
@@ -149,7 +149,7 @@ def test_run_outputs(twice):
     challenger = report["decision"]["challenger_family"]
     assert set(report["models"]) == {challenger, "champion"}
     assert all("brier" in m and "roc_auc_ci" in m for m in report["models"].values())
-    families = {"logistic_regression", "random_forest", "catboost"}
+    families = {"logistic_regression", "random_forest", "hist_gradient_boosting"}
     assert set(report["candidates"]) == families
     best = max(report["candidates"], key=lambda f: report["candidates"][f]["cv_roc_auc"])
     assert best == challenger
@@ -206,17 +206,22 @@ def test_champion_that_cannot_score_counts_as_absent(twice, tmp_path):
     assert champion["history"][0]["version"] == old_champion
 
 
-@pytest.mark.parametrize("family", ["logistic_regression", "random_forest", "catboost"])
+FAMILIES = {"logistic_regression", "random_forest", "hist_gradient_boosting", "catboost"}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_a_disabled_family_is_left_out(tmp_path, family):
+    """The optional CatBoost family switched on, one family switched off."""
     project = make_project(tmp_path)
     generate(project, "--rows", "1500", "--seed", "3", "--timestamp", STAMP)
-    params = f"{FAST_RETRAIN},data_science.families.{family}.enabled=false"
+    params = (
+        f"{FAST_RETRAIN},data_science.families.catboost.enabled=true,"
+        f"data_science.families.{family}.enabled=false"
+    )
     run(project, "kedro", "run", "--pipelines", "retrain", "--params", params)
     champion, versions, benchmarks = registry_state(project)
     assert len(versions) == 1
-    assert sorted(benchmarks["model"]) == sorted(
-        {"logistic_regression", "random_forest", "catboost"} - {family}
-    )
+    assert sorted(benchmarks["model"]) == sorted(FAMILIES - {family})
 
 
 def test_a_champion_of_another_holdout_split_counts_as_absent(twice, tmp_path):

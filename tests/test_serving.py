@@ -38,7 +38,7 @@ from churn_kedro.serving.app import ROUTES, Application, openapi_document
 from churn_kedro.serving.lambda_handler import handler
 
 REPO = Path(__file__).resolve().parents[1]
-FAMILIES = ("logistic_regression", "random_forest", "catboost")
+FAMILIES = ("logistic_regression", "random_forest", "catboost", "hist_gradient_boosting")
 
 
 @pytest.fixture(scope="module")
@@ -869,13 +869,15 @@ def test_serving_form_equals_the_pipeline(family):
     assert np.max(np.abs(got - expected)) <= 1e-9
 
 
-def test_numbers_beyond_float32_score_as_the_pipeline_does():
-    """A valid request may carry 1e300: CatBoost casts it to float32 (inf), so does the form."""
-    model = fit("catboost", seed=3)
+@pytest.mark.parametrize("family", ["catboost", "hist_gradient_boosting"])
+def test_numbers_beyond_float32_score_as_the_pipeline_does(family):
+    """A valid request may carry 1e300: CatBoost casts it to float32 (inf), so does the
+    form; histogram gradient boosting compares it in float64, so does the form."""
+    model = fit(family, seed=3)
     frame = feature_frame(50, seed=4)
     frame.loc[::2, "annual_premium"] = 1e300
     frame.loc[1::4, "claims_count"] = 1e39
-    card_ = card("v", "catboost")
+    card_ = card("v", family)
     serving = ServingModel.from_bytes(export_serving_form(model, card_).to_bytes())
     got = predict({"version": "v", "model": serving, "card": card_}, frame).probability
     expected = model.predict_proba(frame[SCHEMA.features])[:, 1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import boto3
 import pytest
 import sqlalchemy as sa
+from test_infra import engine_choice
 from test_ingest import HEADER, good_rows
 from test_rehearsal import Stack, resolve
 from test_rehearsal import template as template  # the module's fixture  # noqa: F401
@@ -42,7 +43,8 @@ def test_an_object_whose_event_was_lost_is_ingested_by_the_sweep_once(
     for _ in range(2):  # two scheduled runs
         for action in sweep["Actions"]:
             arguments = resolve(action.get("Arguments", {}), template, stack.parameters)
-            stack.run_job(action["JobName"]["Ref"], *[x for kv in arguments.items() for x in kv])
+            job = engine_choice(action["JobName"], "pandas")  # the stack's default engine
+            stack.run_job(job, *[x for kv in arguments.items() for x in kv])
 
     engine = sa.create_engine(rds["url"])
     with engine.connect() as conn:

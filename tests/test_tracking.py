@@ -47,7 +47,7 @@ def test_a_retrain_with_tracking_on_is_one_mlflow_run_with_metrics_and_artifacts
         card["metrics"]["roc_auc"]
     )
     # every family's CV score; holdout metrics for the challenger, the only family refitted
-    for name in ("logistic_regression", "random_forest", "catboost"):
+    for name in ("logistic_regression", "random_forest", "hist_gradient_boosting"):
         assert f"{name}.cv_roc_auc" in run.data.metrics
         assert (f"{name}.holdout_brier" in run.data.metrics) is (name == family)
     assert run.data.params["data_science.cv_folds"] == "3"

@@ -282,10 +282,41 @@ def database_url_from_secret(secret_id: str, ca_bundle: str | None = None) -> sa
     )
 
 
+_PEM_CERTIFICATE = re.compile(
+    r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----"
+)
+
+
+def jdbc_tls_options(url: sa.URL) -> dict[str, str]:
+    """The MariaDB Connector/J properties that give a JDBC connection (the Spark engine's
+    staging writes) the TLS of ``url``'s own engine: with ``ssl_ca`` in the URL, TLS only,
+    the server's certificate and host name verified against that bundle. The bundle travels
+    as its PEM text, not its path: the executors that write are other machines on Glue,
+    without the driver's copy of the file. No ``ssl_ca``: no properties (a local server).
+    """
+    ca = url.query.get("ssl_ca")
+    if not ca:
+        return {}
+    path = Path(ca)
+    if not path.is_file():
+        raise FileNotFoundError(f"ssl_ca: no CA bundle at {ca}")
+    certificates = _PEM_CERTIFICATE.findall(path.read_text(errors="replace"))
+    if not certificates:
+        raise ValueError(f"ssl_ca: {ca} holds no PEM certificate")
+    return {
+        "useSsl": "true",  # Connector/J 2.x; 3.x reads sslMode
+        "sslMode": "verify-full",
+        "serverSslCert": "\n".join(certificates),  # every CA of the bundle (RDS: all regions')
+        "trustServerCertificate": "false",
+        "disableSslHostnameVerification": "false",
+    }
+
+
 # What the ingestion and scoring jobs do to the database: create their tables (and their
 # indexes), read, insert (LOAD DATA LOCAL INFILE needs INSERT only, not FILE), update the
-# ingestion log and delete an object's rows when it is replaced.
-APP_GRANTS = "SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX"
+# ingestion log and delete an object's rows when it is replaced; DROP for the Spark engine's
+# staging tables, which its executors write over JDBC and the job drops after the move.
+APP_GRANTS = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX"
 
 
 def bootstrap_app_user(

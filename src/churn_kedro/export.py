@@ -1,4 +1,4 @@
-"""Build time: export a fitted Pipeline (models.py's three families) to its numpy-only
+"""Build time: export a fitted Pipeline (models.py's families) to its numpy-only
 serving form, the file the serving image loads (``churn_kedro.inference.ServingModel``).
 
 Runs where the model is registered (``ModelRegistryDataset.save``), so it may use
@@ -102,6 +102,8 @@ def export_serving_form(model: Any, card: dict[str, Any], check: bool = True) ->
         serving = _linear(preprocess, estimator)
     elif kind == "RandomForestClassifier":
         serving = _forest(preprocess, estimator)
+    elif kind == "HistGradientBoostingClassifier":
+        serving = _boosted(preprocess, estimator)
     elif kind == "CatBoostClassifier":
         serving = _oblivious(preprocess, estimator, card)
     else:
@@ -198,48 +200,107 @@ def _linear(preprocess, estimator) -> ServingModel:
     return ServingModel({"format": FORMAT, "kind": "logistic_regression", **meta}, arrays)
 
 
+@dataclass(frozen=True)
+class _Tree:
+    """One fitted tree as the packing below needs it: sklearn's layout (children_left
+    -1 at a leaf), a float64 threshold per split (go right when x > threshold) and the
+    value each leaf adds."""
+
+    children_left: np.ndarray
+    children_right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    leaf_value: np.ndarray
+    max_depth: int
+
+
 def _forest(preprocess, estimator) -> ServingModel:
+    if len(estimator.classes_) != 2:
+        raise UnsupportedModel("not a binary classifier")
+    trees = []
+    for fitted in estimator.estimators_:
+        t = fitted.tree_
+        counts = t.value[:, 0, :]
+        trees.append(
+            _Tree(
+                t.children_left,
+                t.children_right,
+                t.feature,
+                t.threshold,
+                counts[:, 1] / counts.sum(axis=1),
+                t.max_depth,
+            )
+        )
+    return _packed_trees(preprocess, estimator, trees, "random_forest", {})
+
+
+def _boosted(preprocess, estimator) -> ServingModel:
+    """HistGradientBoostingClassifier: the sum of the trees' leaf values plus the
+    baseline is the log-odds. It compares float64 values with float64 thresholds; the
+    preprocessing fills every missing number, so its NaN routing never applies."""
+    if len(estimator.classes_) != 2 or estimator.n_trees_per_iteration_ != 1:
+        raise UnsupportedModel("not a binary classifier")
+    if getattr(estimator, "is_categorical_", None) is not None and estimator.is_categorical_.any():
+        raise UnsupportedModel("native categorical splits have no serving form")
+    trees = []
+    for (predictor,) in estimator._predictors:
+        nodes = predictor.nodes
+        leaf = nodes["is_leaf"].astype(bool)
+        trees.append(
+            _Tree(
+                np.where(leaf, -1, nodes["left"].astype(np.int64)),
+                np.where(leaf, -1, nodes["right"].astype(np.int64)),
+                nodes["feature_idx"].astype(np.int64),
+                nodes["num_threshold"].astype(np.float64),
+                np.where(leaf, nodes["value"], 0.0).astype(np.float64),
+                int(nodes["depth"].max()),
+            )
+        )
+    baseline = np.asarray(estimator._baseline_prediction, dtype=np.float64).reshape(1)
+    return _packed_trees(
+        preprocess, estimator, trees, "hist_gradient_boosting", {"baseline": baseline}
+    )
+
+
+def _packed_trees(
+    preprocess, estimator, trees: list[_Tree], kind: str, extra: dict[str, np.ndarray]
+) -> ServingModel:
     """Each tree renumbered breadth-first, so that a node's right child is its left
     child + 1, and each node packed in one int64 (inference.FOREST_* bit fields): its
     left child, its feature, and its threshold as a position in that feature's sorted
     split borders. A walk step is then one gather of the node and one of the row's
     border code. Leaves point at themselves with a border position no code exceeds."""
-    if len(estimator.classes_) != 2:
-        raise UnsupportedModel("not a binary classifier")
     meta, arrays = _preprocess_arrays(preprocess, scaled=False)
-    trees = [e.tree_ for e in estimator.estimators_]
     width = estimator.n_features_in_
-    split_feature = np.concatenate([t.feature[t.children_left != -1] for t in trees])
-    split_threshold = np.concatenate([t.threshold[t.children_left != -1] for t in trees])
+    splits = [t.children_left != -1 for t in trees]
+    split_feature = np.concatenate([t.feature[s] for t, s in zip(trees, splits)])
+    split_threshold = np.concatenate([t.threshold[s] for t, s in zip(trees, splits)])
     borders = [np.unique(split_threshold[split_feature == f]) for f in range(width)]
     if (
         max(map(len, borders), default=0) >= FOREST_LEAF_CODE
         or width >= 1 << (63 - FOREST_FEATURE_SHIFT)
-        or sum(t.node_count for t in trees) >= 1 << 32
+        or sum(len(t.children_left) for t in trees) >= 1 << 32
     ):
-        raise UnsupportedModel("forest too large for the packed serving form")
+        raise UnsupportedModel(f"{kind} too large for the packed serving form")
     nodes, values, roots = [], [], []
     offset, depth = 0, 0
     for tree in trees:
+        count = len(tree.children_left)
         order = _breadth_first(tree.children_left, tree.children_right)
-        renumbered = np.empty(tree.node_count, dtype=np.int64)
-        renumbered[order] = np.arange(tree.node_count)
+        renumbered = np.empty(count, dtype=np.int64)
+        renumbered[order] = np.arange(count)
         leaf = tree.children_left[order] == -1
-        left = (
-            np.where(leaf, np.arange(tree.node_count), renumbered[tree.children_left[order]])
-            + offset
-        )
+        left = np.where(leaf, np.arange(count), renumbered[tree.children_left[order]]) + offset
         feature = np.where(leaf, 0, tree.feature[order]).astype(np.int64)
         threshold = tree.threshold[order]
-        code = np.full(tree.node_count, FOREST_LEAF_CODE, dtype=np.int64)
+        code = np.full(count, FOREST_LEAF_CODE, dtype=np.int64)
         for f in np.unique(feature[~leaf]):
             split = ~leaf & (feature == f)
             code[split] = np.searchsorted(borders[f], threshold[split])
         nodes.append(left | code << FOREST_CODE_BITS | feature << FOREST_FEATURE_SHIFT)
-        counts = tree.value[order, 0, :]
-        values.append(counts[:, 1] / counts.sum(axis=1))
+        values.append(tree.leaf_value[order])
         roots.append(offset)
-        offset += tree.node_count
+        offset += count
         depth = max(depth, tree.max_depth)
     arrays.update(
         nodes=np.concatenate(nodes),
@@ -248,8 +309,9 @@ def _forest(preprocess, estimator) -> ServingModel:
         borders=np.concatenate(borders),
         border_offsets=np.cumsum([0, *map(len, borders)]).astype(np.int64),
         max_depth=np.asarray([depth], dtype=np.int64),
+        **extra,
     )
-    return ServingModel({"format": FORMAT, "kind": "random_forest", **meta}, arrays)
+    return ServingModel({"format": FORMAT, "kind": kind, **meta}, arrays)
 
 
 def _breadth_first(children_left: np.ndarray, children_right: np.ndarray) -> np.ndarray:

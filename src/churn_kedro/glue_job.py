@@ -6,7 +6,7 @@ Job arguments (Glue passes its own too, e.g. --JOB_NAME, --TempDir: they are ign
   --bucket BUCKET          the data bucket (CHURN_BUCKET of the aws environment)
   --db-secret-id ID        the Secrets Manager secret (id or ARN) holding the RDS
                            connection; only its id travels, never its value
-  --env aws                the Kedro environment (default aws)
+  --env aws                the Kedro environment (default aws; aws_spark in the Spark jobs)
   --conf-source URI        the configuration: a folder or conf-churn_kedro.tar.gz (made by
                            `kedro package`), local or s3://; default: conf/ beside glue_wrappers/
   --object-key KEY         ingest only this object (the key of the event's object)

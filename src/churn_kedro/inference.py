@@ -106,9 +106,10 @@ def _threads():
     return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="forest-walk")
 
 
-def _dense_float32(columns) -> np.ndarray:
-    """The design columns as one dense matrix, one-hot blocks expanded, in float32:
-    what sklearn's trees compare their thresholds with."""
+def _dense(columns, dtype=np.float32) -> np.ndarray:
+    """The design columns as one dense matrix, one-hot blocks expanded, in the dtype the
+    trees compare their thresholds with: float32 for sklearn's decision trees, float64
+    for its histogram gradient boosting."""
     block, onehots = columns
     parts = [np.column_stack(block)] if block else []
     for codes, width in onehots:
@@ -116,12 +117,12 @@ def _dense_float32(columns) -> np.ndarray:
         known = codes >= 0
         hot[np.flatnonzero(known), codes[known]] = 1.0
         parts.append(hot)
-    return np.hstack(parts).astype(np.float32)
+    return np.hstack(parts).astype(dtype)
 
 
 class ServingModel:
-    """A numpy-only evaluation of one fitted Pipeline (logistic regression, random forest
-    or CatBoost). ``meta`` is JSON; ``arrays`` are numpy arrays; both live in one .npz."""
+    """A numpy-only evaluation of one fitted Pipeline (logistic regression, random forest,
+    histogram gradient boosting or CatBoost). ``meta`` is JSON; ``arrays`` are numpy arrays; both live in one .npz."""
 
     def __init__(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.meta = meta
@@ -176,7 +177,12 @@ class ServingModel:
         if self.kind == "logistic_regression":
             return self._linear(columns)
         if self.kind == "random_forest":
-            return self._forest_v1(columns) if self.meta["format"] == 1 else self._forest(columns)
+            if self.meta["format"] == 1:
+                return self._forest_v1(columns)
+            return self._forest(_dense(columns).astype(np.float64)) / len(self.arrays["roots"])
+        if self.kind == "hist_gradient_boosting":
+            log_odds = self.arrays["baseline"][0] + self._forest(_dense(columns, np.float64))
+            return 1.0 / (1.0 + np.exp(-log_odds))
         raise ValueError(f"unknown serving form kind {self.kind!r}")
 
     def _design_columns(self, numeric: list[np.ndarray], features: Any) -> list[Any]:
@@ -209,7 +215,7 @@ class ServingModel:
 
     def _forest_v1(self, columns) -> np.ndarray:
         """Format 1: every tree walked as (feature, float32 threshold, child pair) arrays."""
-        x = _dense_float32(columns)
+        x = _dense(columns)
         a = self.arrays
         # threshold32: the largest float32 <= each float64 threshold, so that float32
         # x <= threshold32 exactly when x <= threshold (sklearn's comparison)
@@ -228,8 +234,8 @@ class ServingModel:
             out[start : start + FOREST_BLOCK_ROWS] = value[node].sum(axis=1) / len(roots)
         return out
 
-    def _forest(self, columns) -> np.ndarray:
-        x = _dense_float32(columns).astype(np.float64)
+    def _forest(self, x: np.ndarray) -> np.ndarray:
+        """The sum of the trees' leaf values for each row of the design matrix ``x``."""
         borders, offsets = self.arrays["borders"], self.arrays["border_offsets"]
         # A row's code for a feature: how many of the feature's borders lie below its
         # value, so that value > borders[k] exactly when code > k.
@@ -245,7 +251,7 @@ class ServingModel:
         )
 
     def _walk(self, codes: np.ndarray) -> np.ndarray:
-        """Mean leaf value over the trees for a block of rows. All (row, tree) pairs step
+        """Sum of the leaf values over the trees for a block of rows. All (row, tree) pairs step
         down together; those that reached a leaf are dropped every few levels."""
         nodes, value, roots = self.arrays["nodes"], self.arrays["value"], self.arrays["roots"]
         count, width = codes.shape
@@ -266,7 +272,7 @@ class ServingModel:
                 code > (packed >> FOREST_CODE_BITS & FOREST_LEAF_CODE)
             )
         total += np.bincount(row, weights=np.take(value, node), minlength=count)
-        return total / len(roots)
+        return total
 
     @functools.cached_property
     def _forest_leaf(self) -> np.ndarray:

@@ -127,7 +127,7 @@ def _last_run(runs) -> list[str]:
             if row.holdout_roc_auc == row.holdout_roc_auc
             else "not refitted"  # a family the challenger beat by CV
         )
-        lines.append(f"  {row.model:<20} {cv}{holdout}  {row.decision}")
+        lines.append(f"  {row.model:<22} {cv}{holdout}  {row.decision}")
     challenger = last[last["role"] == "challenger"]
     if len(challenger):
         lines.append(f"Decision: {challenger['reason'].iloc[0]}")
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 mark = "*" if version == current else " "
                 with _fields_of(_card_name(registry, version)):
                     print(
-                        f"{mark} {version}  {card['family']:<20} "
+                        f"{mark} {version}  {card['family']:<22} "
                         f"holdout ROC-AUC {card['metrics']['roc_auc']:.4f}  {card['created_at']}"
                     )
         elif args.command == "show":

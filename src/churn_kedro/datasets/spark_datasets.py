@@ -60,7 +60,8 @@ class SparkSnapshotObjectsDataset(SnapshotObjectsDataset):
 
 class SparkIngestionDatabaseDataset(IngestionDatabaseDataset):
     """:class:`IngestionDatabaseDataset` written from Spark (JDBC staging tables on
-    MySQL). ``jdbc``: ``{scheme, driver}`` of the JDBC URL (default MariaDB's driver).
+    MySQL). ``jdbc``: ``{scheme, driver}`` of the JDBC URL (default MariaDB's driver, whose
+    properties carry the TLS of ``ssl_ca``; another driver gets no TLS from them).
 
     Example catalog entry::
 

@@ -4,7 +4,7 @@ without a ``spark.yml`` (base, aws, telco) never import pyspark.
 
 On Glue (``--env aws_spark`` in a Glue Spark job) ``getOrCreate`` returns the job's own
 session: the settings that only a new JVM can take (master, memory, workers, the JDBC
-driver of the job's connection) are Glue's; the SQL settings of ``spark.yml`` apply.
+driver jar of the job's ``--extra-jars``) are Glue's; the SQL settings of ``spark.yml`` apply.
 """
 
 from __future__ import annotations

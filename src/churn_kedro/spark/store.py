@@ -51,7 +51,8 @@ def staging_name(kind: str, source_file: str) -> str:
 
 class SparkIngestionDatabase(IngestionDatabase):
     """The ingestion tables, written from Spark. ``jdbc``: the JDBC URL scheme and
-    driver class (MariaDB's locally, MySQL Connector/J on Glue)."""
+    driver class (MariaDB Connector/J's by default, locally and on Glue; its TLS
+    properties are MariaDB's: ``database.jdbc_tls_options``)."""
 
     def __init__(self, engine: sa.Engine, schema: Schema | None = None, jdbc: dict | None = None):
         super().__init__(engine, schema)
@@ -69,6 +70,7 @@ class SparkIngestionDatabase(IngestionDatabase):
         }
         if url.password:
             options["password"] = url.password
+        options.update(database.jdbc_tls_options(url))  # the engine's TLS (RDS requires it)
         return options
 
     def stage(self, frame: DataFrame, table: str) -> None:

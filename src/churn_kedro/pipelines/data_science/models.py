@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -53,41 +53,52 @@ def _preprocess(numeric: list[str], categorical: list[str], scale: bool) -> Colu
     )
 
 
+def _one_hot_pipeline(
+    numeric: list[str], categorical: list[str], estimator: Any, scale: bool
+) -> Pipeline:
+    return Pipeline(
+        [("preprocess", _preprocess(numeric, categorical, scale=scale)), ("model", estimator)]
+    )
+
+
 def logistic_regression(
     numeric: list[str], categorical: list[str], params: dict[str, Any], seed: int, class_weight
 ) -> Pipeline:
-    return Pipeline(
-        [
-            ("preprocess", _preprocess(numeric, categorical, scale=True)),
-            (
-                "model",
-                LogisticRegression(
-                    max_iter=2000, class_weight=class_weight, random_state=seed, **params
-                ),
-            ),
-        ]
+    estimator = LogisticRegression(
+        max_iter=2000, class_weight=class_weight, random_state=seed, **params
     )
+    return _one_hot_pipeline(numeric, categorical, estimator, scale=True)
 
 
 def random_forest(
     numeric: list[str], categorical: list[str], params: dict[str, Any], seed: int, class_weight
 ) -> Pipeline:
     weight = "balanced_subsample" if class_weight == "balanced" else class_weight
-    return Pipeline(
-        [
-            ("preprocess", _preprocess(numeric, categorical, scale=False)),
-            (
-                "model",
-                RandomForestClassifier(class_weight=weight, random_state=seed, n_jobs=-1, **params),
-            ),
-        ]
+    estimator = RandomForestClassifier(class_weight=weight, random_state=seed, n_jobs=-1, **params)
+    return _one_hot_pipeline(numeric, categorical, estimator, scale=False)
+
+
+def hist_gradient_boosting(
+    numeric: list[str], categorical: list[str], params: dict[str, Any], seed: int, class_weight
+) -> Pipeline:
+    # The forest's preprocessing (median fill + indicators, one-hot), so no missing value
+    # reaches the trees and the serving form walks them as it walks the forest's.
+    estimator = HistGradientBoostingClassifier(
+        class_weight=class_weight, random_state=seed, **params
     )
+    return _one_hot_pipeline(numeric, categorical, estimator, scale=False)
 
 
 def catboost(
     numeric: list[str], categorical: list[str], params: dict[str, Any], seed: int, class_weight
 ) -> Pipeline:
-    from catboost import CatBoostClassifier
+    try:
+        from catboost import CatBoostClassifier
+    except ImportError as error:
+        raise ImportError(
+            "the catboost model family is enabled but CatBoost is not installed: "
+            'pip install -e ".[catboost]", or set data_science.families.catboost.enabled: false'
+        ) from error
 
     # CatBoost handles missing numbers and categories natively: no imputation, no encoding.
     preprocess = ColumnTransformer(
@@ -123,5 +134,6 @@ def catboost(
 FAMILIES: dict[str, Callable[..., Pipeline]] = {
     "logistic_regression": logistic_regression,
     "random_forest": random_forest,
+    "hist_gradient_boosting": hist_gradient_boosting,
     "catboost": catboost,
 }

@@ -211,6 +211,13 @@ def tune_random_forest(train, schema_params, settings, family_params):
     return tune_model_family(train, schema_params, settings, family_params, "random_forest")
 
 
+def tune_hist_gradient_boosting(train, schema_params, settings, family_params):
+    """tune_model_family for scikit-learn's histogram gradient boosting."""
+    return tune_model_family(
+        train, schema_params, settings, family_params, "hist_gradient_boosting"
+    )
+
+
 def tune_catboost(train, schema_params, settings, family_params):
     """tune_model_family for CatBoost."""
     return tune_model_family(train, schema_params, settings, family_params, "catboost")
@@ -219,6 +226,7 @@ def tune_catboost(train, schema_params, settings, family_params):
 TUNERS = {
     "logistic_regression": tune_logistic_regression,
     "random_forest": tune_random_forest,
+    "hist_gradient_boosting": tune_hist_gradient_boosting,
     "catboost": tune_catboost,
 }
 
