@@ -36,6 +36,8 @@ QUICK_BUDGETS = (
     "data_science.families.logistic_regression.n_trials=3,"
     "data_science.families.random_forest.n_trials=2,"
     "data_science.families.random_forest.search_space.n_estimators.high=150,"
+    "data_science.families.hist_gradient_boosting.n_trials=2,"
+    "data_science.families.hist_gradient_boosting.search_space.max_iter.high=150,"
     "data_science.families.catboost.n_trials=2,"
     "data_science.families.catboost.search_space.iterations.high=250"
 )
@@ -162,6 +164,19 @@ def ours(project: Path, quick: bool) -> dict:
             f"mean predicted {m.get('mean_predicted', float('nan')):.3f}",
             flush=True,
         )
+    for family, c in report.get("candidates", {}).items():  # what each family's search saw
+        search = c["search"]
+        print(
+            f"  {family:<20} CV ROC-AUC {c['cv_roc_auc']:.4f}: {search['trials']} of "
+            f"{search['trial_budget']} trials on {search['rows']:,} of {search['train_rows']:,} "
+            f"train rows in {search['seconds']:.0f} s"
+            + (" (time cap hit)" if search["time_cap_hit"] else ""),
+            flush=True,
+        )
+    refit = card.get("refit", {})
+    print(
+        f"  refit of {card['family']} on {refit.get('rows', 0):,} rows in {refit.get('seconds', 0):.0f} s"
+    )
     return {
         "wall_s": wall,
         "peak_mib": peak,
@@ -301,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         mode = "quick (reduced grids and budgets)" if args.quick else "full"
         print(
             f"bench_retrain: {rows} rows, seed {args.seed}, {mode}; oracle ROC-AUC on all rows "
-            f"{oracle_all:.4f}",
+            f"{oracle_all:.4f}; load average {_load()}",
             flush=True,
         )
         results = {"ours (kedro retrain)": ours(project, args.quick)}
@@ -317,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    print(f"load average at the end {_load()} (2 cores shared with other work inflate wall times)")
     header = f"{'':22} {'wall s':>8} {'peak MiB':>9} {'best':>20} {'holdout AUC':>12} {'oracle (same rows)':>19}"
     print(header)
     for name, r in results.items():
@@ -343,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
         f"(holdouts: ours {ours_r['holdout_rows']} rows, baseline {base_r['holdout_rows']} rows)"
     )
     return 0
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def _oracle_all(raw_path: Path, truth_path: Path) -> float:

@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from churn_kedro.contracts import (
     AbsentChampion,
-    Candidate,
     Challenger,
     DisabledFamily,
     HoldoutScores,
+    RefitSummary,
     ScoredChampion,
+    SearchResult,
     SearchSummary,
+    VersionInfo,
 )
-from churn_kedro.pipelines.data_science.nodes import choose_threshold, select_challenger
-from churn_kedro.pipelines.model_promotion.nodes import decide_promotion
+from churn_kedro.pipelines.data_science.nodes import (
+    TUNERS,
+    choose_threshold,
+    refit_challenger,
+    select_challenger,
+    tune_model_family,
+)
+from churn_kedro.pipelines.model_promotion.nodes import benchmark_rows, decide_promotion
 
 GATE = {
     "confidence_level": 0.95,
     "floor": 0.6,
     "max_calibration_error": 0.05,
-    "min_delta": 0.005,
-    "significance_level": 0.05,
+    "min_delta": 0.012,
+    "significance_level": 0.10,
     "brier_tolerance": 0.005,
     "calibration_bins": 10,
 }
@@ -47,12 +57,12 @@ def holdout():
 
 def _challenger(family="catboost", threshold=0.3):
     search = SearchSummary(10, 10, False, 2, 1, 1, 0.1, None, False)
-    candidate = Candidate(family, {}, 0.7, 0.01, search, np.zeros(2), np.array([0, 1]), None)
-    return Challenger(candidate, threshold, "max_f1")
+    result = SearchResult(family, {}, 0.7, 0.01, search, np.zeros(2), np.array([0, 1]))
+    return Challenger(result, threshold, "max_f1", None, RefitSummary(10, 0.1, {}))
 
 
 def _scores(y, challenger_p, champion):
-    return HoldoutScores(target=y, candidates={"catboost": challenger_p}, champion=champion)
+    return HoldoutScores(target=y, challenger=challenger_p, champion=champion)
 
 
 def test_absent_champion_promotes_a_challenger_above_the_floor(holdout):
@@ -103,7 +113,7 @@ def test_the_same_model_fails_the_minimum_delta_and_significance(holdout):
     )
     assert not decision.promote
     assert "+0.0000 over champion v1" in decision.reason
-    assert "less than the minimum 0.005" in decision.reason
+    assert "less than the minimum 0.012" in decision.reason
     assert "not significant: paired DeLong p=1.000" in decision.reason
 
 
@@ -115,7 +125,27 @@ def test_significance_alone(holdout):
         {**GATE, "min_delta": -1.0},
     )
     assert not decision.promote
-    assert decision.reason == "not promoted: not significant: paired DeLong p=1.000 >= 0.05"
+    assert decision.reason == "not promoted: not significant: paired DeLong p=1.000 >= 0.1"
+
+
+def test_the_default_margin_refuses_a_significant_gain_below_it(holdout):
+    """The margin, not the DeLong test, stops a model that is only as good as the champion
+    up to training noise: the test sees the holdout's noise only."""
+    import yaml
+
+    conf = Path(__file__).resolve().parents[1] / "conf/base/parameters_model_promotion.yml"
+    gate = yaml.safe_load(conf.read_text())["model_promotion"]
+    y, strong, _ = holdout
+    logit = np.log(strong / (1 - strong))
+    near = _sigmoid(logit + 0.2 * np.random.default_rng(11).normal(size=y.size))
+    decision = decide_promotion(
+        _scores(y, strong, ScoredChampion("v1", near, 0.3)), _challenger(), gate
+    )
+    assert 0.005 < decision.roc_auc_delta < gate["min_delta"] and decision.p_value < 0.01
+    assert not decision.promote
+    assert decision.reason.startswith("not promoted: ROC-AUC +0.0") and decision.reason.endswith(
+        f"is less than the minimum {gate['min_delta']}"
+    )
 
 
 def test_brier_guardrail_rejects_a_better_ranking_with_worse_probabilities(holdout):
@@ -151,21 +181,21 @@ def test_calibration_rejects_probabilities_that_are_not_churn_rates(holdout):
 
 def _candidate(family, cv, oof, target):
     search = SearchSummary(len(target), len(target), False, 2, 1, 1, 0.1, None, False)
-    return Candidate(family, {"C": 1}, cv, 0.01, search, oof, target, model=family)
+    return SearchResult(family, {"C": 1}, cv, 0.01, search, oof, target)
 
 
 def test_select_challenger_takes_the_best_cv_and_its_threshold():
     target = np.array([0, 0, 1, 1])
     oof = np.array([0.1, 0.4, 0.35, 0.8])
     settings = {"threshold": {"policy": "max_f1"}}
-    challenger, candidates = select_challenger(
+    choice, candidates = select_challenger(
         settings,
         _candidate("logistic_regression", 0.70, np.array([0.9, 0.1, 0.2, 0.3]), target),
         DisabledFamily("random_forest"),
         _candidate("catboost", 0.75, oof, target),
     )
-    assert challenger.family == "catboost" and challenger.candidate.model == "catboost"
-    assert challenger.threshold == 0.35 and challenger.threshold_policy == "max_f1"
+    assert choice.family == "catboost" and choice.result is candidates["catboost"]
+    assert choice.threshold == 0.35 and choice.threshold_policy == "max_f1"
     assert set(candidates) == {"logistic_regression", "catboost"}
 
 
@@ -185,3 +215,101 @@ def test_select_challenger_with_every_family_disabled():
 def test_choose_threshold_on_four_rows(policy, expected):
     y = np.array([0, 0, 1, 1])
     assert choose_threshold(y, np.array([0.1, 0.4, 0.35, 0.8]), policy) == expected
+
+
+# ---- the search returns results; only the chosen family is refitted --------------------
+
+
+@pytest.fixture(scope="module")
+def science():
+    """The project's parameters with small budgets, and a clean generated train split."""
+    import yaml
+
+    from churn_kedro.generate import Process, generate_chunk
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "base"
+    schema = yaml.safe_load((conf / "parameters.yml").read_text())["schema"]
+    settings = yaml.safe_load((conf / "parameters_data_science.yml").read_text())["data_science"]
+    settings["search"]["max_rows"] = 900  # the search sees a sample of the 1,500 rows
+    for family in settings["families"].values():
+        family["n_trials"] = 2
+    settings["families"]["random_forest"]["search_space"]["n_estimators"]["high"] = 100
+    settings["families"]["catboost"]["search_space"]["iterations"]["high"] = 150
+    settings["families"]["hist_gradient_boosting"]["search_space"]["max_iter"]["high"] = 150
+    train, _ = generate_chunk(Process("insurance"), np.random.default_rng(7), 1, 1500, False)
+    return schema, settings, train
+
+
+def test_tune_returns_the_search_result_without_fitting_the_whole_split(science):
+    schema, settings, train = science
+    result = tune_model_family(
+        train, schema, settings, settings["families"]["logistic_regression"], "logistic_regression"
+    )
+    assert isinstance(result, SearchResult) and not hasattr(result, "model")
+    assert result.search.rows == len(result.oof_target) == 900 < result.search.train_rows == 1500
+    assert result.search.sampled and result.search.trials == 2 and not result.search.time_cap_hit
+    assert 0.5 < result.cv_roc_auc < 1 and set(result.params) == {"C"}
+
+
+def test_only_the_family_chosen_by_cv_is_refitted_on_every_train_row(science):
+    schema, settings, train = science
+    tuned = [
+        tune(train, schema, settings, settings["families"][family])
+        for family, tune in TUNERS.items()
+    ]
+    choice, candidates = select_challenger(settings, *tuned)
+    assert choice.family == max(candidates.values(), key=lambda c: c.cv_roc_auc).family
+    # the threshold still comes from the search's out-of-fold probabilities
+    assert choice.threshold == choose_threshold(
+        choice.result.oof_target, choice.result.oof_probability, settings["threshold"]
+    )
+    challenger = refit_challenger(train, schema, settings, choice)
+    assert challenger.family == choice.family and challenger.threshold == choice.threshold
+    assert (
+        challenger.refit.rows == len(train) == 1500
+        and challenger.refit.params == choice.result.params
+    )
+    fitted = challenger.model[-1].get_params()
+    for name, value in choice.result.params.items():
+        # the forest's rows per tree above the rows given means all of them
+        clamped = name == "max_samples" and value >= len(train)
+        assert fitted[name] == (None if clamped else value)
+    features = [*schema["numeric_features"], *schema["categorical_features"]]
+    assert challenger.model.predict_proba(train[features]).shape == (1500, 2)
+
+    # every family still has its benchmark row; only the challenger has holdout metrics
+    version = VersionInfo("v2", "2026-12-02T00:00:00Z", "test")
+    decision = decide_promotion(
+        HoldoutScores(
+            target=train["churn"].to_numpy(),
+            challenger=challenger.model.predict_proba(train[features])[:, 1],
+            champion=AbsentChampion(None, "no champion yet"),
+        ),
+        challenger,
+        GATE,
+    )
+    evaluation = {challenger.family: decision.challenger}
+    rows = benchmark_rows(version, candidates, decision, evaluation, {"source_file": "raw/x.csv"})
+    enabled = [f for f, spec in settings["families"].items() if spec.get("enabled", True)]
+    assert sorted(r["model"] for r in rows) == sorted(candidates) == sorted(enabled)
+    for row in rows:
+        chosen = row["model"] == challenger.family
+        assert row["role"] == ("challenger" if chosen else "candidate")
+        assert row["cv_roc_auc"] == candidates[row["model"]].cv_roc_auc
+        assert (row["holdout_roc_auc"] == row["holdout_roc_auc"]) is chosen  # NaN unless refitted
+        if not chosen:
+            assert "not refitted" in row["reason"]
+
+
+def test_the_pipeline_refits_once_and_scores_the_challenger_only():
+    from churn_kedro.pipelines import data_science, model_promotion
+
+    science_nodes = {n.name: n for n in data_science.create_pipeline().nodes}
+    assert {f"tune_{family}" for family in TUNERS} | {
+        "select_challenger",
+        "refit_challenger",
+    } == set(science_nodes)
+    assert science_nodes["refit_challenger"].inputs[-1] == "challenger_choice"
+    assert science_nodes["refit_challenger"].outputs == ["challenger"]
+    [score] = [n for n in model_promotion.create_pipeline().nodes if n.name == "score_holdout"]
+    assert score.inputs[0] == "challenger" and "model_candidates" not in score.inputs

@@ -120,7 +120,7 @@ def test_run_outputs(twice):
     assert set(processed["split"]) == {"train", "holdout"}
     assert processed["churn"].isin([0, 1]).all()
     holdout_share = (processed["split"] == "holdout").mean()
-    assert holdout_share == pytest.approx(0.2, abs=0.01)
+    assert holdout_share == pytest.approx(0.4, abs=0.02)
     by_split = processed.groupby("split")["churn"].mean()
     assert by_split["train"] == pytest.approx(by_split["holdout"], abs=0.02)  # stratified
 
@@ -144,19 +144,26 @@ def test_run_outputs(twice):
         assert (project / f"data/08_reporting/{plot}.png").stat().st_size > 10_000
     report = json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
     assert report["decision"]["promote"] is False and "roc_auc_delta" in report["decision"]
-    assert set(report["models"]) == {
-        "logistic_regression",
-        "random_forest",
-        "hist_gradient_boosting",
-        "champion",
-    }
+    # holdout metrics for the challenger (the only family refitted) and the champion;
+    # every family's search result
+    challenger = report["decision"]["challenger_family"]
+    assert set(report["models"]) == {challenger, "champion"}
     assert all("brier" in m and "roc_auc_ci" in m for m in report["models"].values())
+    families = {"logistic_regression", "random_forest", "hist_gradient_boosting"}
+    assert set(report["candidates"]) == families
+    best = max(report["candidates"], key=lambda f: report["candidates"][f]["cv_roc_auc"])
+    assert best == challenger
 
     champion, versions, _ = registry_state(project)
     card = json.loads(
         (project / f"data/06_models/registry/versions/{versions[0]}/card.json").read_text()
     )
-    assert card["data"]["split"] == {"salt": "churn-holdout-v1", "fraction": 0.2}
+    # the card: what the search saw, what the refit used, every family's search
+    assert card["refit"]["rows"] == card["data"]["training_rows"]
+    assert card["refit"]["params"] == card["params"]
+    assert set(card["candidates"]) == families
+    assert card["candidates"][card["family"]]["search"] == card["search"]
+    assert card["data"]["split"] == {"salt": "churn-holdout-v1", "fraction": 0.4}
     # the serving form of the calibrated model matches the Pipeline
     assert card["serving"]["servable"] is True
     assert card["serving"]["max_abs_difference"] <= 1e-9
@@ -226,7 +233,7 @@ def test_a_champion_of_another_holdout_split_counts_as_absent(twice, tmp_path):
     reason = benchmarks[benchmarks["role"] == "challenger"]["reason"].iloc[-1]
     assert (
         f"champion {old_champion} was trained with another holdout split "
-        "(salt 'churn-holdout-v1', fraction 0.2; now salt 'another-salt', fraction 0.2)"
+        "(salt 'churn-holdout-v1', fraction 0.4; now salt 'another-salt', fraction 0.4)"
     ) in reason
     assert "treated as absent" in reason
 

@@ -1,9 +1,9 @@
 """The typed objects that travel between nodes.
 
 Each is a small dataclass, so a node's inputs and outputs say what they hold. Those
-that carry a fitted model (``Candidate``, ``Challenger`` and the dict of candidates) are
-declared ``copy_mode: assign`` in the catalog, so a model is handed to each consumer as
-it is instead of being deep-copied.
+that carry a fitted model or large arrays (``Challenger``, the search results,
+``HoldoutScores``) are declared ``copy_mode: assign`` in the catalog, so they are handed
+to each consumer as they are instead of being deep-copied.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class SearchSummary:
     """What one family's hyperparameter search saw and spent (recorded in the card)."""
 
     rows: int  # rows the search cross-validated on
-    train_rows: int  # rows of the train split (the refit uses them all)
+    train_rows: int  # rows of the train split (the challenger's refit uses them all)
     sampled: bool  # True when the search saw a stratified sample of the train split
     folds: int
     trials: int  # trials run (completed + pruned)
@@ -34,8 +34,9 @@ class SearchSummary:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One tuned family: its best parameters by CV, refitted on the whole train split.
+class SearchResult:
+    """One family's search: its best parameters by CV and what the search saw. No model
+    is fitted on the whole train split here; only the chosen family is refitted.
 
     ``oof_probability`` are the best trial's out-of-fold probabilities on the rows the
     search saw, ``oof_target`` their labels: the decision threshold is chosen on them.
@@ -48,7 +49,15 @@ class Candidate:
     search: SearchSummary
     oof_probability: np.ndarray
     oof_target: np.ndarray
-    model: Any
+
+    def summary(self) -> dict[str, Any]:
+        """The family's line in the card and the evaluation report."""
+        return {
+            "cv_roc_auc": self.cv_roc_auc,
+            "cv_roc_auc_std": self.cv_roc_auc_std,
+            "params": self.params,
+            "search": self.search.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -59,16 +68,43 @@ class DisabledFamily:
 
 
 @dataclass(frozen=True)
-class Challenger:
-    """The candidate chosen by CV, with its decision threshold."""
+class ChallengerChoice:
+    """The family chosen by CV, with its decision threshold (not yet refitted)."""
 
-    candidate: Candidate
+    result: SearchResult
     threshold: float
     threshold_policy: str
 
     @property
     def family(self) -> str:
-        return self.candidate.family
+        return self.result.family
+
+
+@dataclass(frozen=True)
+class RefitSummary:
+    """What the challenger's refit used (recorded in the card)."""
+
+    rows: int  # every row of the train split
+    seconds: float
+    params: dict[str, Any]  # the parameters fitted: the search's best
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Challenger:
+    """The chosen family refitted on the whole train split, with its decision threshold."""
+
+    result: SearchResult
+    threshold: float
+    threshold_policy: str
+    model: Any
+    refit: RefitSummary
+
+    @property
+    def family(self) -> str:
+        return self.result.family
 
 
 @dataclass(frozen=True)
@@ -91,10 +127,10 @@ class AbsentChampion:
 
 @dataclass(frozen=True)
 class HoldoutScores:
-    """Every candidate and the champion, scored on the same holdout rows."""
+    """The challenger and the champion, scored on the same holdout rows."""
 
     target: np.ndarray
-    candidates: dict[str, np.ndarray]
+    challenger: np.ndarray
     champion: ScoredChampion | AbsentChampion
 
 

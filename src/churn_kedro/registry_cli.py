@@ -122,10 +122,12 @@ def _last_run(runs) -> list[str]:
             for name, value in (("Brier", brier), ("calibration error", ece))
             if value == value  # rows written before these columns existed have NaN
         )
-        lines.append(
-            f"  {row.model:<22} {cv}holdout ROC-AUC {row.holdout_roc_auc:.4f}{scores}  "
-            f"{row.decision}"
+        holdout = (
+            f"holdout ROC-AUC {row.holdout_roc_auc:.4f}{scores}"
+            if row.holdout_roc_auc == row.holdout_roc_auc
+            else "not refitted"  # a family the challenger beat by CV
         )
+        lines.append(f"  {row.model:<22} {cv}{holdout}  {row.decision}")
     challenger = last[last["role"] == "challenger"]
     if len(challenger):
         lines.append(f"Decision: {challenger['reason'].iloc[0]}")

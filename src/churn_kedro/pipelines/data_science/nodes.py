@@ -1,4 +1,9 @@
-"""Nodes of the data_science pipeline. The holdout is never seen here."""
+"""Nodes of the data_science pipeline. The holdout is never seen here.
+
+Each family's search cross-validates on (a sample of) the train split and returns its
+result without fitting on the whole split; only the family chosen by CV is refitted on
+every train row (on large data that refit is the costly fit, so it runs once).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,14 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from churn_kedro.contracts import Candidate, Challenger, DisabledFamily, SearchSummary
+from churn_kedro.contracts import (
+    Challenger,
+    ChallengerChoice,
+    DisabledFamily,
+    RefitSummary,
+    SearchResult,
+    SearchSummary,
+)
 from churn_kedro.schema import Schema
 
 from .models import FAMILIES
@@ -31,7 +43,21 @@ def _suggest(trial: optuna.Trial, name: str, spec: dict[str, Any]) -> Any:
         )
     if kind == "categorical":
         return trial.suggest_categorical(name, spec["choices"])
-    raise ValueError(f"search space of {name!r}: unknown type {kind!r} (float, int or categorical)")
+    if kind == "fixed":  # not searched: the same value in every trial and in the refit
+        return spec["value"]
+    raise ValueError(
+        f"search space of {name!r}: unknown type {kind!r} (float, int, categorical or fixed)"
+    )
+
+
+def _fit(model, X: pd.DataFrame, y: np.ndarray):
+    """Fit the Pipeline. A whole-number ``max_samples`` (rows drawn per tree) above the
+    rows given means all of them (scikit-learn refuses it otherwise)."""
+    estimator = model[-1]
+    cap = getattr(estimator, "max_samples", None)
+    if isinstance(cap, int) and cap >= len(y):
+        estimator.set_params(max_samples=None)
+    return model.fit(X, y)
 
 
 def search_rows(
@@ -54,9 +80,10 @@ def tune_model_family(
     settings: dict[str, Any],
     family_params: dict[str, Any],
     family: str,
-) -> Candidate | DisabledFamily:
+) -> SearchResult | DisabledFamily:
     """Search the family's hyperparameters by stratified K-fold CV (ROC-AUC) for its
-    trial budget, then refit the best on the whole train split.
+    trial budget; the result says what the search saw (``refit_challenger`` fits the
+    chosen family on the whole train split).
 
     The budget is a number of trials, so the same data and parameters give the same
     model on any machine; ``time_cap_seconds`` is only a safety cap, logged (and
@@ -85,7 +112,7 @@ def tune_model_family(
             model = build(
                 schema.numeric_features, schema.categorical_features, params, seed, class_weight
             )
-            model.fit(X.iloc[fit_rows], y[fit_rows])
+            _fit(model, X.iloc[fit_rows], y[fit_rows])
             oof[eval_rows] = model.predict_proba(X.iloc[eval_rows])[:, 1]
             scores.append(roc_auc_score(y[eval_rows], oof[eval_rows]))
             trial.report(float(np.mean(scores)), step)
@@ -107,7 +134,12 @@ def tune_model_family(
 
     def report_progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         # progress on long searches, in Kedro's log (so Glue and CloudWatch see it too)
-        value = "pruned" if trial.value is None else f"CV ROC-AUC {trial.value:.4f}"
+        # a pruned trial carries the mean of its first folds as its value: not a CV score
+        value = (
+            f"CV ROC-AUC {trial.value:.4f}"
+            if trial.state == optuna.trial.TrialState.COMPLETE
+            else f"pruned after {len(trial.intermediate_values)} folds"
+        )
         best_so_far = study.best_value if study.best_trials else float("nan")
         logger.info(
             "%s: trial %d of %d, %s, %.0f s, best so far %.4f",
@@ -135,11 +167,6 @@ def tune_model_family(
         raise RuntimeError(
             f"{family}: no trial completed within the time cap of {cap} s; raise time_cap_seconds"
         )
-    model = build(
-        schema.numeric_features, schema.categorical_features, best["params"], seed, class_weight
-    )
-    logger.info("%s: refitting the best parameters on %d train rows", family, len(y_all))
-    model.fit(X_all, y_all)
     logger.info(
         "%s: CV ROC-AUC %.4f ± %.4f after %d trials in %.0f s on %d of %d train rows, params %s",
         family,
@@ -151,7 +178,7 @@ def tune_model_family(
         len(y_all),
         best["params"],
     )
-    return Candidate(
+    return SearchResult(
         family=family,
         params=best["params"],
         cv_roc_auc=best["score"],
@@ -169,7 +196,6 @@ def tune_model_family(
         ),
         oof_probability=best["oof"],
         oof_target=y,
-        model=model,
     )
 
 
@@ -222,11 +248,12 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, policy: dict[str, A
 
 
 def select_challenger(
-    settings: dict[str, Any], *tuned: Candidate | DisabledFamily
-) -> tuple[Challenger, dict[str, Candidate]]:
+    settings: dict[str, Any], *tuned: SearchResult | DisabledFamily
+) -> tuple[ChallengerChoice, dict[str, SearchResult]]:
     """The best family by CV ROC-AUC (never by the holdout) becomes the challenger,
-    with its decision threshold from its out-of-fold probabilities."""
-    candidates = {c.family: c for c in tuned if isinstance(c, Candidate)}
+    with its decision threshold from its out-of-fold probabilities; also every enabled
+    family's search result (``model_candidates``, reported for each family)."""
+    candidates = {c.family: c for c in tuned if isinstance(c, SearchResult)}
     if not candidates:
         raise ValueError("every model family is disabled in parameters_data_science.yml")
     best = max(candidates.values(), key=lambda c: c.cv_roc_auc)
@@ -239,4 +266,35 @@ def select_challenger(
         threshold,
         policy["policy"],
     )
-    return Challenger(best, threshold, policy["policy"]), candidates
+    return ChallengerChoice(best, threshold, policy["policy"]), candidates
+
+
+def refit_challenger(
+    train: pd.DataFrame,
+    schema_params: dict[str, Any],
+    settings: dict[str, Any],
+    choice: ChallengerChoice,
+) -> Challenger:
+    """The chosen family, with the search's best parameters, fitted on every train row."""
+    schema = Schema.from_params(schema_params)
+    X, y = train[schema.features], train[schema.target].to_numpy()
+    result = choice.result
+    model = FAMILIES[result.family](
+        schema.numeric_features,
+        schema.categorical_features,
+        result.params,
+        settings["random_state"],
+        settings["class_weight"],
+    )
+    logger.info("%s: refitting the best parameters on %d train rows", result.family, len(y))
+    started = time.perf_counter()
+    _fit(model, X, y)
+    seconds = round(time.perf_counter() - started, 1)
+    logger.info("%s: refitted in %.0f s", result.family, seconds)
+    return Challenger(
+        result=result,
+        threshold=choice.threshold,
+        threshold_policy=choice.threshold_policy,
+        model=model,
+        refit=RefitSummary(rows=len(y), seconds=seconds, params=result.params),
+    )

@@ -15,12 +15,12 @@ import pandas as pd
 import churn_kedro
 from churn_kedro.contracts import (
     AbsentChampion,
-    Candidate,
     Challenger,
     Decision,
     HoldoutScores,
     RegistryEntry,
     ScoredChampion,
+    SearchResult,
     VersionInfo,
 )
 from churn_kedro.schema import Schema, fingerprint
@@ -79,18 +79,18 @@ def _describe_split(split: dict[str, Any] | None) -> str:
 
 
 def score_holdout(
-    candidates: dict[str, Candidate],
+    challenger: Challenger,
     champion: dict[str, Any] | None,
     holdout: pd.DataFrame,
     schema_params: dict[str, Any],
     split_params: dict[str, Any],
 ) -> HoldoutScores:
-    """Every tuned family and the serving champion, scored on the same holdout rows."""
+    """The challenger and the serving champion, scored on the same holdout rows (the
+    other families were chosen against by CV and never refitted)."""
     schema = Schema.from_params(schema_params)
-    X = holdout[schema.features]
     return HoldoutScores(
         target=holdout[schema.target].to_numpy(),
-        candidates={f: c.model.predict_proba(X)[:, 1] for f, c in candidates.items()},
+        challenger=challenger.model.predict_proba(holdout[schema.features])[:, 1],
         champion=_champion_scores(champion, holdout, schema, holdout_split(split_params)),
     )
 
@@ -100,7 +100,7 @@ def decide_promotion(
 ) -> Decision:
     """The promotion gate (docs/architecture.md, "Promotion gate"); every threshold comes from parameters."""
     y, level, bins = scores.target, gate["confidence_level"], gate["calibration_bins"]
-    challenger_p = scores.candidates[challenger.family]
+    challenger_p = scores.challenger
     metrics = holdout_metrics(y, challenger_p, challenger.threshold, level, bins)
     low, high = metrics["roc_auc_ci"]
     failures, notes = [], []
@@ -167,18 +167,13 @@ def decide_promotion(
 def evaluate_models(
     scores: HoldoutScores, challenger: Challenger, gate: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
-    """Holdout metrics of every candidate (the challenger at its threshold, the others at
-    0.5) and of the champion when it could be scored: the evaluation report's numbers."""
+    """Holdout metrics of the challenger (at its threshold) and of the champion when it
+    could be scored: the evaluation report's numbers."""
     level, bins = gate["confidence_level"], gate["calibration_bins"]
     report = {
-        family: holdout_metrics(
-            scores.target,
-            p,
-            challenger.threshold if family == challenger.family else 0.5,
-            level,
-            bins,
+        challenger.family: holdout_metrics(
+            scores.target, scores.challenger, challenger.threshold, level, bins
         )
-        for family, p in scores.candidates.items()
     }
     if isinstance(scores.champion, ScoredChampion):
         report["champion"] = holdout_metrics(
@@ -214,6 +209,7 @@ def name_version(challenger: Challenger) -> VersionInfo:
 def model_card(
     version: VersionInfo,
     challenger: Challenger,
+    candidates: dict[str, SearchResult],
     decision: Decision,
     snapshot: dict[str, Any],
     train: pd.DataFrame,
@@ -222,9 +218,10 @@ def model_card(
     split_params: dict[str, Any],
 ) -> dict[str, Any]:
     """The version's card: what it is, what it was trained on (and which holdout split
-    it must be judged on), what its search saw, how it scored, the decision."""
+    it must be judged on), what its search saw and what its refit used, every family's
+    search result, how it scored, the decision."""
     schema = Schema.from_params(schema_params)
-    candidate = challenger.candidate
+    candidate = challenger.result
     return {
         "version": version.version,
         "family": challenger.family,
@@ -243,6 +240,8 @@ def model_card(
             "trials": candidate.search.trials,
         },
         "search": candidate.search.to_dict(),
+        "refit": challenger.refit.to_dict(),
+        "candidates": {family: c.summary() for family, c in candidates.items()},
         "metrics": decision.challenger,
         "data": {
             "source_file": snapshot["source_file"],
@@ -261,14 +260,16 @@ def model_card(
 
 def benchmark_rows(
     version: VersionInfo,
-    candidates: dict[str, Candidate],
+    candidates: dict[str, SearchResult],
     decision: Decision,
     evaluation: dict[str, dict[str, Any]],
     snapshot: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """One benchmarks.csv row per tuned family and one for the champion when it was scored."""
+    """One benchmarks.csv row per tuned family (holdout metrics for the challenger only:
+    the others were never refitted) and one for the champion when it was scored."""
 
     def row(model, version_id, role, cv, metrics, outcome, reason):
+        metrics = metrics or {}  # a family not refitted has no holdout metrics
         return {
             "run_at": version.created_at,
             "snapshot": snapshot["source_file"],
@@ -276,12 +277,12 @@ def benchmark_rows(
             "version": version_id,
             "role": role,
             "cv_roc_auc": cv,
-            "holdout_roc_auc": metrics["roc_auc"],
-            "holdout_log_loss": metrics["log_loss"],
-            "holdout_brier": metrics["brier"],
-            "holdout_calibration_error": metrics["calibration_error"],
-            "holdout_mean_predicted": metrics["mean_predicted"],
-            "holdout_average_precision": metrics["average_precision"],
+            "holdout_roc_auc": metrics.get("roc_auc", np.nan),
+            "holdout_log_loss": metrics.get("log_loss", np.nan),
+            "holdout_brier": metrics.get("brier", np.nan),
+            "holdout_calibration_error": metrics.get("calibration_error", np.nan),
+            "holdout_mean_predicted": metrics.get("mean_predicted", np.nan),
+            "holdout_average_precision": metrics.get("average_precision", np.nan),
             "decision": outcome,
             "reason": reason,
         }
@@ -303,9 +304,9 @@ def benchmark_rows(
             "",
             "candidate",
             c.cv_roc_auc,
-            evaluation[family],
+            None,
             "not selected",
-            "lower CV ROC-AUC than the challenger",
+            "lower CV ROC-AUC than the challenger: not refitted, not scored on the holdout",
         )
         for family, c in candidates.items()
     ]
@@ -335,7 +336,7 @@ def registry_entry(
     the gate passed (the dataset still refuses a version without a serving form)."""
     return RegistryEntry(
         version=version.version,
-        model=challenger.candidate.model,
+        model=challenger.model,
         card=card,
         promote=decision.promote,
         reason=decision.reason,

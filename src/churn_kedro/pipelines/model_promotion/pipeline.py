@@ -20,7 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 score_holdout,
                 inputs=[
-                    "model_candidates",
+                    "challenger",
                     "champion_model",
                     "holdout_set",
                     "params:schema",
@@ -47,6 +47,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "version_info",
                     "challenger",
+                    "model_candidates",
                     "promotion_decision",
                     "snapshot_info",
                     "train_set",
@@ -101,6 +102,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "holdout_scores",
                     "promotion_decision",
                     "holdout_evaluation",
+                    "model_candidates",
                     "params:model_promotion",
                 ],
                 outputs=[

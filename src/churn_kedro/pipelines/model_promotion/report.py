@@ -13,14 +13,14 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from churn_kedro.contracts import Decision, HoldoutScores, ScoredChampion
+from churn_kedro.contracts import Decision, HoldoutScores, ScoredChampion, SearchResult
 
 from .metrics import calibration_error
 
 
 def _curves(scores: HoldoutScores, decision: Decision) -> dict[str, np.ndarray]:
     family = decision.challenger_family
-    curves = {f"challenger ({family})": scores.candidates[family]}
+    curves = {f"challenger ({family})": scores.challenger}
     if isinstance(scores.champion, ScoredChampion):
         curves[f"champion ({scores.champion.version})"] = scores.champion.probability
     return curves
@@ -40,10 +40,12 @@ def plot_evaluation(
     scores: HoldoutScores,
     decision: Decision,
     evaluation: dict[str, dict[str, Any]],
+    candidates: dict[str, SearchResult],
     params: dict[str, Any],
 ) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
-    """The four figures, and evaluation_metrics.json: the decision and the holdout
-    metrics of every model (each candidate, the champion when it could be scored)."""
+    """The four figures, and evaluation_metrics.json: the decision, the holdout metrics
+    of the challenger and of the champion when it could be scored, and every family's
+    search result (CV ROC-AUC, parameters, what the search saw)."""
     y = scores.target
     curves = _curves(scores, decision)
     figures = {name: plt.subplots(figsize=(5.5, 4.5)) for name in ("roc", "pr", "calibration")}
@@ -90,5 +92,9 @@ def plot_evaluation(
         axes.legend(fontsize="small")
         figure.tight_layout()
 
-    report = {"decision": decision.to_dict(), "models": evaluation}
+    report = {
+        "decision": decision.to_dict(),
+        "models": evaluation,
+        "candidates": {family: c.summary() for family, c in candidates.items()},
+    }
     return figures["roc"][0], figures["pr"][0], figures["calibration"][0], gains_figure, report

@@ -56,7 +56,7 @@ def attach_reference_profile(
     for a flexible model), and out-of-fold scores come from other, smaller fits whose
     spread differs: the holdout is where the registered model meets unseen customers."""
     schema = Schema.from_params(schema_params)
-    scores = np.asarray(holdout_scores.candidates[entry.card["family"]], dtype=float)
+    scores = np.asarray(holdout_scores.challenger, dtype=float)
     y = np.asarray(holdout_scores.target, dtype=float)
     bins = settings["performance"]["calibration_bins"]
     profile = build_profile(
