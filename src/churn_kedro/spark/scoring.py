@@ -50,6 +50,11 @@ def score_frame(
                 }
             )
 
+    # Scoring is CPU-bound: at least a partition a core, whatever the file's splits or
+    # adaptive execution left (a one-split file scored on one core of many otherwise).
+    cores = valid.sparkSession.sparkContext.defaultParallelism
+    if valid.rdd.getNumPartitions() < cores:
+        valid = valid.repartition(cores)
     scores = (
         valid.select(id_column, *features)
         .mapInPandas(batches, SCORES)
