@@ -265,7 +265,9 @@ def test_labels_that_are_noise_are_not_promoted(tmp_path):
     champion, versions, benchmarks = registry_state(project)
     assert champion is None and len(versions) == 1
     reason = benchmarks[benchmarks["role"] == "challenger"]["reason"].iloc[0]
-    assert reason.startswith("not promoted:") and "below the floor" in reason and "chance" in reason
+    # the floor refuses it; "no better than chance" is added only when the interval reaches
+    # 0.5, which a 1,200-row holdout of noise may not (0.5433, CI 0.5008-0.5858 here)
+    assert reason.startswith("not promoted:") and "below the floor 0.6" in reason
     status = run(project, "churn-registry", "status").stdout
     assert "No champion" in status and "not promoted" in status
 

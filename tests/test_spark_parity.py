@@ -77,6 +77,7 @@ def spark_ingest(tmp_path: Path, url: str | None = None, **params) -> dict:
 
 # Bad rows, exact repeats, conflicting and padded ids, pandas' missing words (NA, null),
 # quoted cells (some with line breaks), a short row, a blank line.
+FIXTURE_LOADED, FIXTURE_REJECTED = 30, 13  # FIXTURE's good and quarantined rows
 FIXTURE = (
     HEADER
     + good_rows(1, 30)
@@ -225,7 +226,7 @@ def test_jdbc_staging_loads_the_same_rows_exactly_once_and_a_failure_leaves_noth
     bad = "SELECT `row_number`, reason, record FROM quarantine"
     assert mysql_rows(scratch_mysql, bad) == table(pandas_dir / "churn.db", bad)
     assert mysql_rows(scratch_mysql, "SELECT rows_loaded, rows_rejected FROM ingestion_log") == [
-        (30, 13)
+        (FIXTURE_LOADED, FIXTURE_REJECTED)
     ]
 
 

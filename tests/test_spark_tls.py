@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from test_ingest import snapshot
-from test_spark_parity import FIXTURE, spark_ingest
+from test_spark_parity import FIXTURE, FIXTURE_LOADED, FIXTURE_REJECTED, spark_ingest
 
 from churn_kedro import database
 
@@ -60,12 +60,14 @@ def test_the_jdbc_staging_load_goes_over_tls_verified_by_the_secrets_ca_bundle(
     report = spark_ingest(tmp_path, url=reference)
     again = spark_ingest(tmp_path, url=reference)
 
-    assert [e["rows_loaded"] for e in report["loaded"]] == [29]
+    assert [e["rows_loaded"] for e in report["loaded"]] == [FIXTURE_LOADED]
     assert again["skipped"] == ["raw/insurance_data_2026-11-01_06-00-00.csv"]
     # the server admits no session in clear: these rows came through TLS sessions
-    assert rows(rds["url"], "SELECT COUNT(*) FROM policies_raw") == [(29,)]
-    assert rows(rds["url"], "SELECT COUNT(*) FROM quarantine") == [(12,)]
-    assert rows(rds["url"], "SELECT rows_loaded, rows_rejected FROM ingestion_log") == [(29, 12)]
+    assert rows(rds["url"], "SELECT COUNT(*) FROM policies_raw") == [(FIXTURE_LOADED,)]
+    assert rows(rds["url"], "SELECT COUNT(*) FROM quarantine") == [(FIXTURE_REJECTED,)]
+    assert rows(rds["url"], "SELECT rows_loaded, rows_rejected FROM ingestion_log") == [
+        (FIXTURE_LOADED, FIXTURE_REJECTED)
+    ]
     # the staging tables are gone (the application user may drop them)
     tables = [t for (t,) in rows(rds["url"], "SHOW TABLES")]
     assert not [t for t in tables if t.startswith("stage_")], tables
