@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from test_ingest import snapshot
+from test_ingest import query, snapshot
 from test_spark_parity import FIXTURE, FIXTURE_LOADED, FIXTURE_REJECTED, spark_ingest
 
 from churn_kedro import database
@@ -38,12 +38,7 @@ def spark():
 
 
 def rows(url: str, sql: str) -> list[tuple]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
-    finally:
-        engine.dispose()
+    return query(Path(), sql, url)  # on the database at url
 
 
 def test_the_jdbc_staging_load_goes_over_tls_verified_by_the_secrets_ca_bundle(
