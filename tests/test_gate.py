@@ -10,6 +10,7 @@ import pytest
 from churn_kedro.contracts import (
     AbsentChampion,
     Challenger,
+    ChallengerChoice,
     DisabledFamily,
     HoldoutScores,
     RefitSummary,
@@ -265,12 +266,14 @@ def test_only_the_family_chosen_by_cv_is_refitted_on_every_train_row(science):
     )
     challenger = refit_challenger(train, schema, settings, choice)
     assert challenger.family == choice.family and challenger.threshold == choice.threshold
-    assert (
-        challenger.refit.rows == len(train) == 1500
-        and challenger.refit.params == choice.result.params
-    )
+    # the search saw 900 of the 1,500 rows: the family's sampled_refit goes on top
+    expected = {
+        **choice.result.params,
+        **(settings["families"][choice.family].get("sampled_refit") or {}),
+    }
+    assert challenger.refit.rows == len(train) == 1500 and challenger.refit.params == expected
     fitted = challenger.model[-1].get_params()
-    for name, value in choice.result.params.items():
+    for name, value in expected.items():
         # the forest's rows per tree above the rows given means all of them
         clamped = name == "max_samples" and value >= len(train)
         assert fitted[name] == (None if clamped else value)
@@ -299,6 +302,51 @@ def test_only_the_family_chosen_by_cv_is_refitted_on_every_train_row(science):
         assert (row["holdout_roc_auc"] == row["holdout_roc_auc"]) is chosen  # NaN unless refitted
         if not chosen:
             assert "not refitted" in row["reason"]
+
+
+def test_boosting_refitted_after_a_sampled_search_chooses_its_iterations(science):
+    schema, settings, train = science
+    family = "hist_gradient_boosting"
+    sampled_refit = settings["families"][family]["sampled_refit"]
+    assert sampled_refit["early_stopping"] and sampled_refit["max_iter"] > 400
+    sampled = tune_model_family(train, schema, settings, settings["families"][family], family)
+    assert sampled.search.sampled
+    challenger = refit_challenger(train, schema, settings, ChallengerChoice(sampled, 0.5, "max_f1"))
+    estimator = challenger.model[-1]
+    assert challenger.refit.params == {**sampled.params, **sampled_refit}
+    assert estimator.early_stopping is True and estimator.max_iter == sampled_refit["max_iter"]
+    assert 0 < estimator.n_iter_ < sampled_refit["max_iter"]  # stopped by the validation loss
+    again = refit_challenger(train, schema, settings, ChallengerChoice(sampled, 0.5, "max_f1"))
+    features = [*schema["numeric_features"], *schema["categorical_features"]]
+    np.testing.assert_array_equal(
+        again.model.predict_proba(train[features]), challenger.model.predict_proba(train[features])
+    )
+
+    # a search on every train row: the refit keeps the search's parameters as they are
+    whole = {**settings, "search": {**settings["search"], "max_rows": None}}
+    full = tune_model_family(train, schema, whole, whole["families"][family], family)
+    assert not full.search.sampled
+    refitted = refit_challenger(train, schema, whole, ChallengerChoice(full, 0.5, "max_f1"))
+    assert refitted.refit.params == full.params
+    assert refitted.model[-1].max_iter == full.params["max_iter"]
+
+
+@pytest.mark.parametrize("family", ["hist_gradient_boosting", "random_forest"])
+def test_folds_fitted_at_once_give_the_search_of_one_after_another(science, family):
+    schema, settings, train = science
+    results = []
+    for fold_jobs in (1, -1):
+        config = {**settings, "search": {**settings["search"], "fold_jobs": fold_jobs}}
+        results.append(tune_model_family(train, schema, config, config["families"][family], family))
+    one_by_one, at_once = results
+    assert at_once.params == one_by_one.params
+    assert at_once.cv_roc_auc == one_by_one.cv_roc_auc
+    # a forest adds its trees' probabilities up on threads in the order they finish, so
+    # its last bits vary with or without fold threads; the boosted model's do not
+    tolerance = 1e-12 if family == "random_forest" else 0
+    np.testing.assert_allclose(
+        at_once.oof_probability, one_by_one.oof_probability, rtol=0, atol=tolerance
+    )
 
 
 def test_the_pipeline_refits_once_and_scores_the_challenger_only():

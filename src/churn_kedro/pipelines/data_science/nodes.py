@@ -8,6 +8,7 @@ every train row (on large data that refit is the costly fit, so it runs once).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -16,6 +17,8 @@ import optuna
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.utils.parallel import Parallel, delayed
+from threadpoolctl import threadpool_limits
 
 from churn_kedro.contracts import (
     Challenger,
@@ -99,6 +102,8 @@ def tune_model_family(
     X, y = search_rows(X_all, y_all, (settings.get("search") or {}).get("max_rows"), seed)
     folds = list(StratifiedKFold(settings["cv_folds"], shuffle=True, random_state=seed).split(X, y))
     build = FAMILIES[family]
+    fold_jobs = int((settings.get("search") or {}).get("fold_jobs", 1))
+    fold_jobs = len(folds) if fold_jobs < 1 else min(fold_jobs, len(folds))
     best: dict[str, Any] = {"score": -np.inf}
 
     def objective(trial: optuna.Trial) -> float:
@@ -106,14 +111,25 @@ def tune_model_family(
             name: _suggest(trial, name, spec)
             for name, spec in (family_params.get("search_space") or {}).items()
         }
-        oof = np.zeros(len(y))
-        scores = []
-        for step, (fit_rows, eval_rows) in enumerate(folds):
+
+        def fold_probability(fit_rows, eval_rows):
             model = build(
                 schema.numeric_features, schema.categorical_features, params, seed, class_weight
             )
             _fit(model, X.iloc[fit_rows], y[fit_rows])
-            oof[eval_rows] = model.predict_proba(X.iloc[eval_rows])[:, 1]
+            return model.predict_proba(X.iloc[eval_rows])[:, 1]
+
+        # The folds fit at once on threads (the estimators release the GIL while they fit),
+        # then report in order: the same scores and pruning decisions as one after another.
+        # OpenMP threads (histogram boosting) are shared out so the fits do not oversubscribe.
+        with threadpool_limits(max(1, (os.cpu_count() or 1) // fold_jobs), user_api="openmp"):
+            probabilities = Parallel(n_jobs=fold_jobs, prefer="threads")(
+                delayed(fold_probability)(fit_rows, eval_rows) for fit_rows, eval_rows in folds
+            )
+        oof = np.zeros(len(y))
+        scores = []
+        for step, ((_, eval_rows), probability) in enumerate(zip(folds, probabilities)):
+            oof[eval_rows] = probability
             scores.append(roc_auc_score(y[eval_rows], oof[eval_rows]))
             trial.report(float(np.mean(scores)), step)
             if trial.should_prune():
@@ -269,6 +285,20 @@ def select_challenger(
     return ChallengerChoice(best, threshold, policy["policy"]), candidates
 
 
+def refit_params(result: SearchResult, settings: dict[str, Any]) -> dict[str, Any]:
+    """The search's best parameters, with the family's ``sampled_refit`` settings on top
+    when the search saw only a sample of the train split.
+
+    Parameters chosen on a sample size a model for the sample: a boosted model's number
+    of iterations, say, is too few for many times the rows. ``sampled_refit`` lets the
+    refit choose such a parameter on the whole split instead (e.g. early stopping on a
+    validation fraction of it, under a higher ceiling)."""
+    family = (settings.get("families") or {}).get(result.family) or {}
+    if not result.search.sampled:
+        return dict(result.params)
+    return {**result.params, **(family.get("sampled_refit") or {})}
+
+
 def refit_challenger(
     train: pd.DataFrame,
     schema_params: dict[str, Any],
@@ -279,22 +309,29 @@ def refit_challenger(
     schema = Schema.from_params(schema_params)
     X, y = train[schema.features], train[schema.target].to_numpy()
     result = choice.result
+    params = refit_params(result, settings)
     model = FAMILIES[result.family](
         schema.numeric_features,
         schema.categorical_features,
-        result.params,
+        params,
         settings["random_state"],
         settings["class_weight"],
     )
-    logger.info("%s: refitting the best parameters on %d train rows", result.family, len(y))
+    logger.info("%s: refitting on %d train rows with %s", result.family, len(y), params)
     started = time.perf_counter()
     _fit(model, X, y)
     seconds = round(time.perf_counter() - started, 1)
-    logger.info("%s: refitted in %.0f s", result.family, seconds)
+    iterations = getattr(model[-1], "n_iter_", None)  # boosting: after early stopping
+    logger.info(
+        "%s: refitted in %.0f s%s",
+        result.family,
+        seconds,
+        f", {iterations} iterations" if iterations is not None else "",
+    )
     return Challenger(
         result=result,
         threshold=choice.threshold,
         threshold_policy=choice.threshold_policy,
         model=model,
-        refit=RefitSummary(rows=len(y), seconds=seconds, params=result.params),
+        refit=RefitSummary(rows=len(y), seconds=seconds, params=params),
     )
