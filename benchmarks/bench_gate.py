@@ -13,7 +13,7 @@ process (`churn_kedro.generate`), with small search budgets. Printed, nothing as
 * calibration: Brier score and calibration error of a champion against the generator's
   true probabilities on the same holdout rows, at 5,000 and 20,000 rows.
 
-    python benchmarks/bench_gate.py               # 20 pairs each, ~20-30 min on 2 cores
+    python benchmarks/bench_gate.py               # 20 pairs each, ~15 min on 2 shared cores
     python benchmarks/bench_gate.py --quick       # 3 pairs each, a smoke test
 """
 
