@@ -205,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp) / "raw"
         path, _ = write_snapshot(folder, Path(tmp) / "truth", rows, 7, "2026-11-01_06-00-00")
         registry = Path(tmp) / "registry"
-        build_registry(registry, ("catboost",), promote="v1-catboost")
+        build_registry(registry, ("hist_gradient_boosting",), promote="v1-hist_gradient_boosting")
         print(
-            f"{rows:,} generated rows, {path.stat().st_size / 2**20:.1f} MB CSV; catboost champion"
+            f"{rows:,} generated rows, {path.stat().st_size / 2**20:.1f} MB CSV; "
+            "champion: histogram gradient boosting (the default family)"
         )
         print(
             f"{'task':<8}{'engine':<16}{'seconds':>9}{'rows/s':>11}"
