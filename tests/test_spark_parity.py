@@ -127,6 +127,38 @@ def test_one_file_through_both_engines_gives_the_same_rows_quarantine_and_reason
     assert spark_report == pandas_report
 
 
+def test_a_file_without_quotes_is_read_in_splits_with_the_same_rows_and_numbers(tmp_path, spark):
+    """No quote, so no record spans lines: the file is read in several splits (small ones
+    here) and still numbered and judged as the pandas reader does, repeats across splits."""
+    from churn_kedro.datasets import SparkSnapshotObjectsDataset
+    from churn_kedro.spark.validation import holds_a_quote, read_snapshot
+
+    unquoted = "".join(line for line in FIXTURE.splitlines(True) if '"' not in line)
+    text = unquoted + good_rows(100, 400) + "5,35,105.5,home,1,1\n" + "150,1,1.0,auto,0,1\n"
+    pandas_dir, spark_dir = tmp_path / "pandas", tmp_path / "spark"
+    for folder in (pandas_dir, spark_dir):
+        snapshot(folder / "raw", "2026-11-01_06-00-00", text)
+    (obj,) = (
+        SparkSnapshotObjectsDataset(path=str(spark_dir / "raw"), key_prefix="raw").load().values()
+    )
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "2k")
+    try:
+        assert not holds_a_quote(spark, obj)
+        assert read_snapshot(spark, obj)[0].rdd.getNumPartitions() > 3
+        ingest(pandas_dir)
+        spark_ingest(spark_dir)
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    columns = "customer_id, age, annual_premium, policy_type, claims_count, churn, row_number"
+    rows = table(pandas_dir / "churn.db", f"SELECT {columns} FROM policies_raw")
+    assert len(rows) > 400
+    assert table(spark_dir / "churn.db", f"SELECT {columns} FROM policies_raw") == rows
+    bad = "SELECT row_number, reason, record FROM quarantine"
+    quarantined = table(pandas_dir / "churn.db", bad)
+    assert any("150" in reason for _, reason, _ in quarantined)  # a conflict across splits
+    assert table(spark_dir / "churn.db", bad) == quarantined
+
+
 def test_every_bad_file_gets_the_same_outcome_on_spark(tmp_path, spark):
     raw = tmp_path / "raw"
     for stamp, (content, _) in {**FILE_ERRORS, **ROW_ERRORS}.items():

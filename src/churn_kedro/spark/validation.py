@@ -70,11 +70,11 @@ def read_snapshot(spark: SparkSession, obj: SnapshotObject) -> tuple[DataFrame, 
     split) is counted once, then a row's number is its block's offset plus its position
     in the block.
 
-    The file is read with ``multiLine``: a quoted cell may span lines, so a split could
-    start inside a record and Spark reads the file as one block, parsed by one task
-    (its cost: the ``read`` line of benchmarks/bench_spark.py). The rows are spread over
-    the cores by the duplicate windows' shuffle before the validation, so only the parse
-    is serial; a history of many files is still read in parallel, one task a file."""
+    A file that holds a double quote is read with ``multiLine``: a quoted cell may span
+    lines, so a split could start inside a record, and Spark reads the file as one block,
+    parsed (and written to the duplicate windows' shuffle) by one task. A file without a
+    quote has one record a line: it is read in splits, by as many tasks as the cores
+    (:func:`holds_a_quote`, a parallel pass over its lines, tells which)."""
     written = header(obj)
     # Spark compares the header with the field names (and only warns): the file's names
     # when they are distinct, positions otherwise
@@ -92,8 +92,8 @@ def read_snapshot(spark: SparkSession, obj: SnapshotObject) -> tuple[DataFrame, 
         header=True,
         escape='"',  # a quote inside a quoted cell is doubled, as pandas reads it
         # a quoted cell may hold line breaks, as pandas reads it: a row is a record, not a
-        # line. The cost: a file is no longer split, one task parses it (see the docstring)
-        multiLine=True,
+        # line. The cost: the file is not split, one task parses it (see the docstring)
+        multiLine=holds_a_quote(spark, obj),
         mode="PERMISSIVE",
         columnNameOfCorruptRecord=_CORRUPT,
         encoding="UTF-8",
@@ -143,6 +143,13 @@ def read_snapshot(spark: SparkSession, obj: SnapshotObject) -> tuple[DataFrame, 
         *seen_names(names), (F.col(_POS) - F.col("first") + F.col("offset") + 1).alias(ROW)
     )
     return numbered, total
+
+
+def holds_a_quote(spark: SparkSession, obj: SnapshotObject) -> bool:
+    """Whether any line of the file holds a double quote: only then can a record span
+    lines. Read as text in splits (in parallel), stopping at the first quote found."""
+    lines = spark.read.text(spark_path(obj))
+    return bool(lines.filter(F.col("value").contains('"')).limit(1).count())
 
 
 def check_quotes_closed(obj: SnapshotObject) -> None:
