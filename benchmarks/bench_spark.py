@@ -7,17 +7,22 @@ ingestion into MariaDB and batch scoring, rows/s and peak memory, Spark with 1 a
     python benchmarks/bench_spark.py --read-only        # the reader: multiLine vs splits
     python benchmarks/bench_spark.py --rows 10000000 --only ingest   # pandas vs local[2]
 
-Each measurement runs in a fresh process. Memory, peak RSS: the Python driver
-(``driver``, the process's own high-water mark), the JVM (``jvm``) and Spark's Python
-workers together (``workers``), sampled every 0.2 s. Ingestion writes into a scratch
-database on the MariaDB at 127.0.0.1:3306 (--mysql to change it), dropped afterwards;
-scoring computes every score (churn_kedro.inference.predict over the file) without
-writing them. Also measured: Spark's read of the file (the row numbering, one task a
-file: serial) and the server's INSERT ... SELECT of the loaded rows (the object's one
-transaction: serial too). From these the last lines project a Glue job's time for
---project-rows rows on N G.1X workers; the assumptions are printed with it. The Spark
-engine needs the JDBC driver of libmariadb-java. The load average is printed before and
-after: the figures mean little on a busy machine.
+Each measurement runs in a fresh process. A Spark run with N cores (``local[N]``) is
+pinned to N CPUs, the JVM and its Python workers together: unpinned, ``local[1]`` keeps
+more than one CPU busy (the JVM parses and serializes while a Python worker computes),
+and its rate would not be one core's. The machine's own scaling, two processes of pure
+Python against one, is printed first: the ceiling of the Spark ratio.
+
+Memory, peak RSS: the Python driver (``driver``, the process's own high-water mark), the
+JVM (``jvm``) and Spark's Python workers together (``workers``), sampled every 0.2 s.
+Ingestion writes into a scratch database on the MariaDB at 127.0.0.1:3306 (--mysql to
+change it), dropped afterwards; scoring computes every score
+(churn_kedro.inference.predict over the file) without writing them. Also measured: the
+server's INSERT ... SELECT of the loaded rows (the object's one transaction: serial).
+From these the last lines project a Glue job's time for --project-rows rows on N G.1X
+workers; the assumptions are printed with it. The Spark engine needs the JDBC driver of
+libmariadb-java. The load average is printed before and after: the figures mean little
+on a busy machine.
 """
 
 from __future__ import annotations
@@ -56,12 +61,14 @@ def sample():
         peak["jvm"], peak["workers"] = max(peak["jvm"], jvm), max(peak["workers"], workers)
         time.sleep(0.2)
 threading.Thread(target=sample, daemon=True).start()
-if engine == "spark-split":  # the reader without multiLine (split reads), for --read-only
+if engine == "spark-multiline":  # the reader as for a file with quotes, for --read-only
     from pyspark.sql.readwriter import DataFrameReader
     csv = DataFrameReader.csv
-    DataFrameReader.csv = lambda self, path, **options: csv(self, path, **{**options, "multiLine": False})
+    DataFrameReader.csv = lambda self, path, **options: csv(self, path, **{**options, "multiLine": True})
     engine = "spark"
 if engine == "spark":
+    # N cores: the JVM and its Python workers (children inherit it) on N CPUs
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: int(cores)])
     from churn_kedro.spark.session import session
     settings = yaml.safe_load(open(os.path.join(conf, "spark", "spark.yml")))
     session({**settings, "spark.master": f"local[{cores}]"})
@@ -72,7 +79,7 @@ else:
     from churn_kedro.datasets import IngestionDatabaseDataset as Database
 objects = Objects(path=folder, key_prefix="raw").load()
 t0 = time.perf_counter()
-if task == "read":  # the Spark reader's numbering pass alone: one task a file
+if task == "read":  # the Spark reader's numbering pass alone
     from churn_kedro.spark.session import session
     from churn_kedro.spark.validation import read_snapshot
     read_snapshot(session(), next(iter(objects.values())))  # warm: the JVM's first job
@@ -147,20 +154,44 @@ def server_move(engine, name: str) -> float:
         return moved / (time.perf_counter() - started)
 
 
+def _spin(_: int) -> int:
+    total = 0
+    for i in range(30_000_000):
+        total += i * i % 7
+    return total
+
+
+def machine_scaling() -> float:
+    """Two processes of pure Python against one: what a second core gives here."""
+    import multiprocessing
+    import time
+
+    started = time.perf_counter()
+    _spin(0)
+    one = time.perf_counter() - started
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(abs, [0, 1])  # the workers have started
+        started = time.perf_counter()
+        pool.map(_spin, [0, 1])
+        two = time.perf_counter() - started
+    return 2 * one / two
+
+
 def load_average() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def project(rows: int, rates: dict, read_rate: float, move_rate: float) -> None:
+def project(rows: int, rates: dict, move_rate: float) -> None:
     """A Glue job's time for ``rows`` rows on N G.1X workers (4 vCPU each), from the
     per-core rates measured here."""
     print(
         f"\nProjection for {rows:,} rows in one file on Glue, N G.1X workers (4 vCPU each). "
         "Assumptions: one worker is the driver, so 4 x (N - 1) executor cores; a Glue vCPU "
-        "does what one core does here (local[1]); the cores add up with the efficiency "
-        "measured from 1 to 2 cores here (capped at 1); the file's read (the numbering "
-        "pass, one task a file) and, for ingestion, the database's one INSERT ... SELECT "
-        "do not scale; each rate includes its run's fixed cost (jobs, Python workers), so "
+        "does what one core does here (local[1], pinned to one CPU); the cores add up with "
+        "the efficiency measured from 1 to 2 cores here (capped at 1); the file has no "
+        "double quote, so it is read in splits (a file with one is parsed by one task: "
+        "--read-only measures that rate); for ingestion the database's one INSERT ... SELECT "
+        "does not scale; each rate includes its run's fixed cost (jobs, Python workers), so "
         "the figures lean pessimistic; Glue's own start (about a minute) and S3 reads are "
         "not counted."
     )
@@ -169,7 +200,7 @@ def project(rows: int, rates: dict, read_rate: float, move_rate: float) -> None:
         cells = []
         for task, (one_core, two_cores) in rates.items():
             efficiency = min(1.0, two_cores / one_core / 2)
-            seconds = rows / read_rate + rows / (one_core * 4 * (workers - 1) * efficiency)
+            seconds = rows / (one_core * 4 * (workers - 1) * efficiency)
             if task == "ingest":
                 seconds += rows / move_rate
             cells.append(f"{seconds / 60:>16.1f}")
@@ -191,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--read-only",
         action="store_true",
-        help="only Spark's read (the numbering pass), with multiLine and with split reads",
+        help="only Spark's read (the numbering pass): with multiLine (a file that holds a "
+        "quote) and in splits (the default for this file)",
     )
     args = parser.parse_args(argv)
     rows = 50_000 if args.quick else args.rows
@@ -201,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     from churn_kedro.generate import write_snapshot
 
     print(load_average(), flush=True)
+    print(f"this machine: 2 processes / 1 process of pure Python = {machine_scaling():.2f}x")
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         folder = Path(tmp) / "raw"
         path, _ = write_snapshot(folder, Path(tmp) / "truth", rows, 7, "2026-11-01_06-00-00")
@@ -211,28 +244,28 @@ def main(argv: list[str] | None = None) -> int:
             "champion: histogram gradient boosting (the default family)"
         )
         print(
-            f"{'task':<8}{'engine':<16}{'seconds':>9}{'rows/s':>11}"
+            f"{'task':<8}{'engine':<20}{'seconds':>9}{'rows/s':>11}"
             f"{'driver MB':>11}{'JVM MB':>8}{'workers MB':>12}"
         )
         runs = [("pandas", 1), ("spark", 1), ("spark", 2)]
         if args.read_only:
-            for engine, cores in [(e, c) for e in ("spark", "spark-split") for c in (1, 2)]:
+            for engine, cores in [(e, c) for e in ("spark-multiline", "spark") for c in (1, 2)]:
                 result = measure("read", engine, cores, folder, "", registry)
-                label = f"{'multiLine' if engine == 'spark' else 'split'} local[{cores}]"
+                label = f"{'multiLine' if engine != 'spark' else 'split'} local[{cores}]"
                 print(
-                    f"{'read':<8}{label:<16}{result['seconds']:>9.1f}"
+                    f"{'read':<8}{label:<20}{result['seconds']:>9.1f}"
                     f"{result['rows'] / result['seconds']:>11,.0f}{result['driver_mb']:>11.0f}"
                     f"{result['jvm_mb']:>8.0f}{result['workers_mb']:>12.0f}",
                     flush=True,
                 )
             print(load_average())
             return 0
-        per_core, move_rate, read_rate = {}, 0.0, 0.0
+        per_core, move_rate = {}, 0.0
         if args.only:
             runs = [("pandas", 1), ("spark", 2)]
-        for task in [args.only] if args.only else ("read", "ingest", "score"):
+        for task in [args.only] if args.only else ("ingest", "score"):
             rates = {}
-            for engine, cores in [("spark", 1)] if task == "read" else runs:
+            for engine, cores in runs:
                 server, name, url = scratch(args.mysql)
                 try:
                     result = measure(task, engine, cores, folder, url, registry)
@@ -244,14 +277,11 @@ def main(argv: list[str] | None = None) -> int:
                 label = "pandas" if engine == "pandas" else f"spark local[{cores}]"
                 rates[label] = result["rows"] / result["seconds"]
                 print(
-                    f"{task:<8}{label:<16}{result['seconds']:>9.1f}{rates[label]:>11,.0f}"
+                    f"{task:<8}{label:<20}{result['seconds']:>9.1f}{rates[label]:>11,.0f}"
                     f"{result['driver_mb']:>11.0f}{result['jvm_mb']:>8.0f}"
                     f"{result['workers_mb']:>12.0f}",
                     flush=True,
                 )
-            if task == "read":
-                read_rate = rates["spark local[1]"]
-                continue
             if args.only:
                 print(
                     f"{task}: Spark local[2] / pandas = {rates['spark local[2]'] / rates['pandas']:.2f}x"
@@ -266,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         print(f"server INSERT ... SELECT: {move_rate:,.0f} rows/s")
-        project(args.project_rows, per_core, read_rate, move_rate)
+        project(args.project_rows, per_core, move_rate)
     print(load_average())
     return 0
 
