@@ -1,8 +1,8 @@
 """The pandas engine and the Spark engine (local mode) on the same generated file:
 ingestion into MariaDB and batch scoring, rows/s and peak memory, Spark with 1 and 2 cores.
 
-    python benchmarks/bench_spark.py                    # 1,000,000 rows
-    python benchmarks/bench_spark.py --rows 10000000    # another size
+    python benchmarks/bench_spark.py                    # 1,000,000 and 10,000,000 rows
+    python benchmarks/bench_spark.py --rows 10000000    # one size (or several)
     python benchmarks/bench_spark.py --quick            # 50,000 rows, a smoke run
     python benchmarks/bench_spark.py --read-only        # the reader: multiLine vs splits
     python benchmarks/bench_spark.py --rows 10000000 --only ingest   # pandas vs local[2]
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -207,9 +208,63 @@ def project(rows: int, rates: dict, move_rate: float) -> None:
         print(f"{workers:>4}" + "".join(cells))
 
 
+def read_only(folder: Path, registry: Path) -> None:
+    for engine, cores in [(e, c) for e in ("spark-multiline", "spark") for c in (1, 2)]:
+        result = measure("read", engine, cores, folder, "", registry)
+        label = f"{'multiLine' if engine != 'spark' else 'split'} local[{cores}]"
+        print(
+            f"{'read':<8}{label:<20}{result['seconds']:>9.1f}"
+            f"{result['rows'] / result['seconds']:>11,.0f}{result['driver_mb']:>11.0f}"
+            f"{result['jvm_mb']:>8.0f}{result['workers_mb']:>12.0f}",
+            flush=True,
+        )
+
+
+def engines(
+    tasks: list[str], runs: list[tuple[str, int]], folder: Path, registry: Path, mysql: str
+) -> tuple[dict, float]:
+    """Each task on each (engine, cores): a row of figures each, then the ratios. Returns
+    the Spark rates per task (1 core, 2 cores) and the server's INSERT ... SELECT rate."""
+    per_core, move_rate = {}, 0.0
+    for task in tasks:
+        rates = {}
+        for engine, cores in runs:
+            server, name, url = scratch(mysql)
+            try:
+                result = measure(task, engine, cores, folder, url, registry)
+                if task == "ingest" and engine == "pandas":
+                    move_rate = server_move(server, name)
+            finally:
+                with server.connect() as conn:
+                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+            label = "pandas" if engine == "pandas" else f"spark local[{cores}]"
+            rates[label] = result["rows"] / result["seconds"]
+            print(
+                f"{task:<8}{label:<20}{result['seconds']:>9.1f}{rates[label]:>11,.0f}"
+                f"{result['driver_mb']:>11.0f}{result['jvm_mb']:>8.0f}"
+                f"{result['workers_mb']:>12.0f}",
+                flush=True,
+            )
+        ratios = [f"Spark local[2] / pandas = {rates['spark local[2]'] / rates['pandas']:.2f}x"]
+        if "spark local[1]" in rates:
+            per_core[task] = (rates["spark local[1]"], rates["spark local[2]"])
+            ratios.insert(
+                0,
+                f"Spark 2 cores / 1 core = {rates['spark local[2]'] / rates['spark local[1]']:.2f}x",
+            )
+        print(f"{task}: " + "; ".join(ratios), flush=True)
+    return per_core, move_rate
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        default=[1_000_000, 10_000_000],
+        help="file sizes, one file each (default: 1,000,000 and 10,000,000)",
+    )
     parser.add_argument("--quick", action="store_true", help="50,000 rows")
     parser.add_argument("--mysql", default="mysql+pymysql://root@127.0.0.1:3306")
     parser.add_argument("--project-rows", type=int, default=100_000_000)
@@ -226,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "quote) and in splits (the default for this file)",
     )
     args = parser.parse_args(argv)
-    rows = 50_000 if args.quick else args.rows
+    sizes = [50_000] if args.quick else args.rows
     sys.path.insert(0, str(REPO / "tests"))
     from serving_fixtures import build_registry
 
@@ -234,68 +289,39 @@ def main(argv: list[str] | None = None) -> int:
 
     print(load_average(), flush=True)
     print(f"this machine: 2 processes / 1 process of pure Python = {machine_scaling():.2f}x")
+    per_core, move_rate = {}, 0.0
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
-        folder = Path(tmp) / "raw"
-        path, _ = write_snapshot(folder, Path(tmp) / "truth", rows, 7, "2026-11-01_06-00-00")
         registry = Path(tmp) / "registry"
         build_registry(registry, ("hist_gradient_boosting",), promote="v1-hist_gradient_boosting")
-        print(
-            f"{rows:,} generated rows, {path.stat().st_size / 2**20:.1f} MB CSV; "
-            "champion: histogram gradient boosting (the default family)"
-        )
-        print(
-            f"{'task':<8}{'engine':<20}{'seconds':>9}{'rows/s':>11}"
-            f"{'driver MB':>11}{'JVM MB':>8}{'workers MB':>12}"
-        )
-        runs = [("pandas", 1), ("spark", 1), ("spark", 2)]
-        if args.read_only:
-            for engine, cores in [(e, c) for e in ("spark-multiline", "spark") for c in (1, 2)]:
-                result = measure("read", engine, cores, folder, "", registry)
-                label = f"{'multiLine' if engine != 'spark' else 'split'} local[{cores}]"
-                print(
-                    f"{'read':<8}{label:<20}{result['seconds']:>9.1f}"
-                    f"{result['rows'] / result['seconds']:>11,.0f}{result['driver_mb']:>11.0f}"
-                    f"{result['jvm_mb']:>8.0f}{result['workers_mb']:>12.0f}",
-                    flush=True,
-                )
-            print(load_average())
-            return 0
-        per_core, move_rate = {}, 0.0
-        if args.only:
-            runs = [("pandas", 1), ("spark", 2)]
-        for task in [args.only] if args.only else ("ingest", "score"):
-            rates = {}
-            for engine, cores in runs:
-                server, name, url = scratch(args.mysql)
-                try:
-                    result = measure(task, engine, cores, folder, url, registry)
-                    if task == "ingest" and engine == "pandas":
-                        move_rate = server_move(server, name)
-                finally:
-                    with server.connect() as conn:
-                        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
-                label = "pandas" if engine == "pandas" else f"spark local[{cores}]"
-                rates[label] = result["rows"] / result["seconds"]
-                print(
-                    f"{task:<8}{label:<20}{result['seconds']:>9.1f}{rates[label]:>11,.0f}"
-                    f"{result['driver_mb']:>11.0f}{result['jvm_mb']:>8.0f}"
-                    f"{result['workers_mb']:>12.0f}",
-                    flush=True,
-                )
-            if args.only:
-                print(
-                    f"{task}: Spark local[2] / pandas = {rates['spark local[2]'] / rates['pandas']:.2f}x"
-                )
-                print(load_average())
-                return 0
-            per_core[task] = (rates["spark local[1]"], rates["spark local[2]"])
-            print(
-                f"{task}: Spark 2 cores / 1 core = "
-                f"{rates['spark local[2]'] / rates['spark local[1]']:.2f}x; "
-                f"Spark local[2] / pandas = {rates['spark local[2]'] / rates['pandas']:.2f}x",
-                flush=True,
+        for rows in sizes:
+            folder = Path(tmp) / f"raw-{rows}"
+            path, _ = write_snapshot(
+                folder, Path(tmp) / f"truth-{rows}", rows, 7, "2026-11-01_06-00-00"
             )
-        print(f"server INSERT ... SELECT: {move_rate:,.0f} rows/s")
+            print(
+                f"\n{rows:,} generated rows, {path.stat().st_size / 2**20:.1f} MB CSV; "
+                "champion: histogram gradient boosting (the default family)"
+            )
+            print(
+                f"{'task':<8}{'engine':<20}{'seconds':>9}{'rows/s':>11}"
+                f"{'driver MB':>11}{'JVM MB':>8}{'workers MB':>12}"
+            )
+            if args.read_only:
+                read_only(folder, registry)
+            elif args.only:
+                engines([args.only], [("pandas", 1), ("spark", 2)], folder, registry, args.mysql)
+            else:
+                # the projection takes the largest file's rates: the least fixed cost a row
+                per_core, move_rate = engines(
+                    ["ingest", "score"],
+                    [("pandas", 1), ("spark", 1), ("spark", 2)],
+                    folder,
+                    registry,
+                    args.mysql,
+                )
+            shutil.rmtree(folder)
+    if per_core:
+        print(f"\nserver INSERT ... SELECT: {move_rate:,.0f} rows/s")
         project(args.project_rows, per_core, move_rate)
     print(load_average())
     return 0
