@@ -34,7 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+def peak_rss():  # this process's own high-water mark: ru_maxrss would also count the parent's, kept across exec
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
 import psutil
 import pandas as pd, sqlalchemy as sa, yaml
 from churn_kedro.database import create_engine
@@ -88,7 +90,7 @@ elif method == "executemany":
                                  [tuple(r) for r in reader])
         rows = conn.exec_driver_sql("SELECT COUNT(*) FROM raw_policies").scalar()
 seconds = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = peak_rss()
 print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak / 2**20, "growth_mb": (peak - start_rss) / 2**20}))
 """
 

@@ -177,7 +177,9 @@ def delay(work: Path, level: float, rows: int, onset: int = 3, snapshots: int = 
 
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+def peak_rss():  # this process's own high-water mark: ru_maxrss would also count the parent's, kept across exec
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
 import numpy as np, pandas as pd, yaml
 from churn_kedro.datasets import SnapshotObjectsDataset
 from churn_kedro.pipelines.monitor.nodes import monitor_snapshot, monitor_predictions, monitor_performance
@@ -203,7 +205,7 @@ snapshot, labels = monitor_snapshot(objects, {}, champion, scores, params["snaps
 batches = monitor_predictions(champion, scores, history, settings)
 performance = monitor_performance(champion, scores, snapshot, labels, history, params["snapshot_pattern"], settings)
 seconds = time.perf_counter() - t0
-print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": peak_rss() / 2**20,
                   "valid": snapshot["rows_valid"], "realized_rows": performance.get("rows", 0)}))
 """
 
