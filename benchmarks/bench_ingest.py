@@ -31,12 +31,14 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from child_memory import PEAK_RSS
+
 REPO = Path(__file__).resolve().parents[1]
 
-CHILD = r"""
+CHILD = (
+    PEAK_RSS
+    + r"""
 import json, sys, time
-def peak_rss():  # this process's own high-water mark: ru_maxrss would also count the parent's, kept across exec
-    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
 import psutil
 import pandas as pd, sqlalchemy as sa, yaml
 from churn_kedro.database import create_engine
@@ -93,6 +95,7 @@ seconds = time.perf_counter() - t0
 peak = peak_rss()
 print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak / 2**20, "growth_mb": (peak - start_rss) / 2**20}))
 """
+)
 
 
 def measure(method: str, url: str, csv_path: Path, chunk_rows: int) -> dict:

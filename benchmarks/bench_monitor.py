@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from child_memory import PEAK_RSS
 from scipy import stats
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,10 +177,10 @@ def delay(work: Path, level: float, rows: int, onset: int = 3, snapshots: int = 
     )
 
 
-CHILD = r"""
+CHILD = (
+    PEAK_RSS
+    + r"""
 import json, sys, time
-def peak_rss():  # this process's own high-water mark: ru_maxrss would also count the parent's, kept across exec
-    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
 import numpy as np, pandas as pd, yaml
 from churn_kedro.datasets import SnapshotObjectsDataset
 from churn_kedro.pipelines.monitor.nodes import monitor_snapshot, monitor_predictions, monitor_performance
@@ -208,6 +209,7 @@ seconds = time.perf_counter() - t0
 print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": peak_rss() / 2**20,
                   "valid": snapshot["rows_valid"], "realized_rows": performance.get("rows", 0)}))
 """
+)
 
 
 def cost(work: Path, sizes: list[int]) -> None:

@@ -29,20 +29,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
+from child_memory import PEAK_RSS
+
 REPO = Path(__file__).resolve().parents[1]
 
-CHILD = r"""
+CHILD = (
+    PEAK_RSS
+    + r"""
 import json, os, sys, threading, time
-def peak_rss():  # this process's own high-water mark: ru_maxrss would also count the parent's, kept across exec
-    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
 import psutil, yaml
 task, engine, cores, folder, url, registry = sys.argv[1:7]
 sys.path.insert(0, os.path.join(sys.argv[7], "tests"))
@@ -107,6 +111,7 @@ print(json.dumps({"rows": rows, "seconds": seconds,
                   "driver_mb": peak_rss() / 2**20,
                   "jvm_mb": peak["jvm"] / 2**20, "workers_mb": peak["workers"] / 2**20}))
 """
+)
 
 
 def measure(task: str, engine: str, cores: int, folder: Path, url: str, registry: Path) -> dict:
@@ -146,8 +151,6 @@ def scratch(server: str):
 def server_move(engine, name: str) -> float:
     """Rows/s of the server's INSERT ... SELECT of the loaded rows into a copy (the move
     of an object's staged rows in its one transaction)."""
-    import time
-
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE `{name}`.copy LIKE `{name}`.policies_raw")
         started = time.perf_counter()
@@ -166,9 +169,6 @@ def _spin(_: int) -> int:
 
 def machine_scaling() -> float:
     """Two processes of pure Python against one: what a second core gives here."""
-    import multiprocessing
-    import time
-
     started = time.perf_counter()
     _spin(0)
     one = time.perf_counter() - started
@@ -210,16 +210,19 @@ def project(rows: int, rates: dict, move_rate: float) -> None:
         print(f"{workers:>4}" + "".join(cells))
 
 
+def print_row(task: str, label: str, result: dict) -> None:
+    print(
+        f"{task:<8}{label:<20}{result['seconds']:>9.1f}"
+        f"{result['rows'] / result['seconds']:>11,.0f}{result['driver_mb']:>11.0f}"
+        f"{result['jvm_mb']:>8.0f}{result['workers_mb']:>12.0f}",
+        flush=True,
+    )
+
+
 def read_only(folder: Path, registry: Path) -> None:
     for engine, cores in [(e, c) for e in ("spark-multiline", "spark") for c in (1, 2)]:
         result = measure("read", engine, cores, folder, "", registry)
-        label = f"{'multiLine' if engine != 'spark' else 'split'} local[{cores}]"
-        print(
-            f"{'read':<8}{label:<20}{result['seconds']:>9.1f}"
-            f"{result['rows'] / result['seconds']:>11,.0f}{result['driver_mb']:>11.0f}"
-            f"{result['jvm_mb']:>8.0f}{result['workers_mb']:>12.0f}",
-            flush=True,
-        )
+        print_row("read", f"{'multiLine' if engine != 'spark' else 'split'} local[{cores}]", result)
 
 
 def engines(
@@ -241,20 +244,13 @@ def engines(
                     conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
             label = "pandas" if engine == "pandas" else f"spark local[{cores}]"
             rates[label] = result["rows"] / result["seconds"]
-            print(
-                f"{task:<8}{label:<20}{result['seconds']:>9.1f}{rates[label]:>11,.0f}"
-                f"{result['driver_mb']:>11.0f}{result['jvm_mb']:>8.0f}"
-                f"{result['workers_mb']:>12.0f}",
-                flush=True,
-            )
-        ratios = [f"Spark local[2] / pandas = {rates['spark local[2]'] / rates['pandas']:.2f}x"]
+            print_row(task, label, result)
+        two_cores = rates["spark local[2]"]
+        line = f"{task}: "
         if "spark local[1]" in rates:
-            per_core[task] = (rates["spark local[1]"], rates["spark local[2]"])
-            ratios.insert(
-                0,
-                f"Spark 2 cores / 1 core = {rates['spark local[2]'] / rates['spark local[1]']:.2f}x",
-            )
-        print(f"{task}: " + "; ".join(ratios), flush=True)
+            per_core[task] = (rates["spark local[1]"], two_cores)
+            line += f"Spark 2 cores / 1 core = {two_cores / rates['spark local[1]']:.2f}x; "
+        print(line + f"Spark local[2] / pandas = {two_cores / rates['pandas']:.2f}x", flush=True)
     return per_core, move_rate
 
 
